@@ -1,0 +1,1 @@
+"""The nipype-brainrecon BIDS App (command line and run configuration)."""

@@ -1,0 +1,1 @@
+"""Files shipped with the package (model weights, label tables)."""

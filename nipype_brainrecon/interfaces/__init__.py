@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces over the functions of :mod:`nipype_brainrecon`."""

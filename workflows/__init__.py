@@ -1,0 +1,1 @@
+"""Workflow factories (``init_*_wf``) composing the interfaces of nipype-brainrecon."""
