@@ -39,7 +39,9 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False) -> I
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=parent))
     except OSError as exc:
-        raise OutputError(f"{parent}: cannot create the output folder here ({exc.strerror})") from exc
+        raise OutputError(
+            f"{parent}: cannot create the output folder here ({exc.strerror})"
+        ) from exc
     try:
         yield tmp
         tmp.chmod(0o755)

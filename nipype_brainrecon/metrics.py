@@ -142,3 +142,45 @@ def two_way_identification_loop(originals: np.ndarray, reconstructions: np.ndarr
                 lower += other < own
         acc[i] = lower / (n - 1)
     return acc
+
+
+def decoding_scores(
+    truth: np.ndarray, predicted: np.ndarray, *, baseline: np.ndarray | None = None
+) -> dict:
+    """Scores of decoded features on test stimuli, with chance levels and a trivial baseline.
+
+    Parameters
+    ----------
+    truth, predicted : ndarray (n_stimuli, ...)
+        True and decoded features, rows in the same stimulus order.
+    baseline : ndarray (...), optional
+        A constant prediction (the mean training feature) scored the same way.
+
+    Returns
+    -------
+    dict
+        ``target_r_mean`` (mean over targets of Pearson r across stimuli; chance 0),
+        ``pattern_r_mean`` (mean over stimuli of r between predicted and true feature
+        vectors), ``identification`` (two-way, chance 0.5), and with a baseline
+        ``baseline_pattern_r_mean`` (a constant prediction cannot identify anything, so its
+        identification is the chance level by construction and is not reported).
+    """
+    n = len(truth)
+    t = np.asarray(truth, dtype=np.float64).reshape(n, -1)
+    p = np.asarray(predicted, dtype=np.float64).reshape(n, -1)
+    target_r = per_target_correlation(t, p)
+    pattern_r = np.diag(correlation_matrix(p, t))
+    scores = {
+        "n_stimuli": int(n),
+        "n_targets": int(t.shape[1]),
+        "target_r_mean": float(np.nanmean(target_r)),
+        "target_r_chance": 0.0,
+        "pattern_r_mean": float(pattern_r.mean()),
+        "identification": float(two_way_identification(t, p).mean()),
+        "identification_chance": CHANCE_TWO_WAY,
+    }
+    if baseline is not None:
+        b = np.broadcast_to(np.asarray(baseline, dtype=np.float64).reshape(1, -1), t.shape)
+        scores["baseline"] = "mean training feature"
+        scores["baseline_pattern_r_mean"] = float(np.diag(correlation_matrix(b, t)).mean())
+    return scores
