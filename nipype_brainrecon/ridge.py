@@ -1,0 +1,1237 @@
+"""Ridge decoders: voxels -> features, with the penalty chosen per target by K-fold CV.
+
+The method (Takagi & Nishimoto 2023) standardises each voxel with the training trials' mean and
+standard deviation, then fits a multi-output ridge regression whose penalty ``alpha`` is chosen
+for each target (each element of ``z`` or ``c``) by 5-fold cross-validation over a grid. The
+authors used himalaya's ``RidgeCV`` (numpy backend, defaults: ``KFold(5)`` without shuffling,
+score = negative mean squared error averaged over folds, no intercept). :func:`fit_ridge_cv`
+reproduces that selection rule exactly and is several times faster:
+
+* one eigendecomposition of each fold's training Gram matrix (``p x p``, or the ``n x n`` kernel
+  when a fold has fewer trials than voxels), accumulated and decomposed in float64, shared by all
+  alphas and all targets;
+* the training cross-products of a fold are the full ones minus the held-out fold's, so
+  ``X^T Y`` costs two passes over the data whatever the number of folds;
+* the held-out predictions of every alpha come from the eigen-basis with one matrix product per
+  alpha (no per-target loop), and only their squared errors are kept;
+* targets are streamed in chunks sized from a memory budget, so memory does not grow with the
+  number of targets beyond the output coefficients;
+* the refit on all trials scales each target's eigen-coefficients by its own alpha, one product
+  for all targets whatever their alphas.
+
+Backends: ``"numpy"`` (CPU) and ``"torch"`` (CUDA when available, else CPU; the CPU run tests the
+CUDA code path); ``"auto"`` picks torch on CUDA when a GPU is present, numpy otherwise.
+
+Decoders are saved as safetensors plus a JSON sidecar (:func:`save_decoder`); never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from ._version import __version__
+from .errors import DataError, MissingInputError, OutputError, UsageError
+from .io import atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "PAPER_ALPHAS",
+    "RidgeDecoder",
+    "alpha_histogram",
+    "correlation_per_target",
+    "fit_ridge_cv",
+    "kfold_slices",
+    "load_decoder",
+    "resolve_alphas",
+    "save_decoder",
+]
+
+LOGGER = logging.getLogger("nipype_brainrecon.ridge")
+
+#: The published grid (Takagi & Nishimoto 2023, ``z`` and ``c`` decoders).
+PAPER_ALPHAS = np.array([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+
+#: A wider grid, one value per decade. On standardised voxels the eigenvalues of ``X^T X`` are in
+#: the hundreds or more, so the paper's grid is close to unregularised least squares.
+DEFAULT_ALPHAS = 10.0 ** np.arange(-2, 8)
+
+#: Version of the safetensors + JSON decoder format written by :func:`save_decoder`.
+DECODER_FORMAT_VERSION = 1
+_FORMAT_KEY = "BrainreconRidgeDecoder"
+
+
+Backend = Literal["auto", "numpy", "torch"]
+
+#: Evaluate the CV predictions through low-rank factors of the ridge weights when they are exact
+#: to the compute dtype's rounding (see ``_compress_weights``): None when it saves time, True
+#: whenever exact, False never (one product per alpha).
+LOW_RANK_ALPHAS: bool | None = None
+
+#: Default working memory of a chunk of targets (bytes) on the CPU and on a GPU: fixed, so that
+#: memory does not grow with the number of targets beyond the output coefficients.
+DEFAULT_BUDGET = 64 * 2**20
+DEFAULT_GPU_BUDGET = 512 * 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# Small public helpers
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_alphas(alphas: str | ArrayLike = "default") -> np.ndarray:
+    """Turn an alpha grid specification into a 1-D float64 array.
+
+    Parameters
+    ----------
+    alphas : {"default", "paper"} or array-like
+        ``"paper"`` is :data:`PAPER_ALPHAS`, ``"default"`` is :data:`DEFAULT_ALPHAS`; otherwise
+        the positive, finite, distinct values to try (their order breaks exact ties: the first
+        best is kept, as in himalaya).
+
+    Returns
+    -------
+    numpy.ndarray
+        The grid, float64, shape ``(n_alphas,)``.
+
+    Examples
+    --------
+    >>> resolve_alphas("paper")[[0, -1]]
+    array([1.e-06, 1.e+00])
+    """
+    if isinstance(alphas, str):
+        presets = {"paper": PAPER_ALPHAS, "default": DEFAULT_ALPHAS}
+        if alphas not in presets:
+            raise UsageError(f"alphas={alphas!r}: use 'default', 'paper' or a list of numbers")
+        return presets[alphas].astype(np.float64)
+    try:
+        grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"alphas={alphas!r}: not a list of numbers") from exc
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+        raise UsageError(f"alphas={alphas!r}: give at least one positive, finite alpha")
+    if np.unique(grid).size != grid.size:
+        raise UsageError(f"alphas={alphas!r}: alphas must be distinct")
+    return grid
+
+
+def kfold_slices(n_samples: int, n_folds: int) -> list[slice]:
+    """Contiguous test folds, laid out as scikit-learn's ``KFold(n_folds)`` without shuffling.
+
+    The first ``n_samples % n_folds`` folds hold one sample more than the others.
+
+    Examples
+    --------
+    >>> kfold_slices(7, 3)
+    [slice(0, 3, None), slice(3, 5, None), slice(5, 7, None)]
+    """
+    if n_folds < 2:
+        raise UsageError(f"n_folds={n_folds}: cross-validation needs at least 2 folds")
+    if n_samples < n_folds:
+        raise DataError(
+            f"{n_samples} training samples for {n_folds} folds: give at least as many samples "
+            "as folds (or lower n_folds)"
+        )
+    sizes = np.full(n_folds, n_samples // n_folds)
+    sizes[: n_samples % n_folds] += 1
+    stops = np.cumsum(sizes)
+    return [slice(int(stop - size), int(stop)) for stop, size in zip(stops, sizes, strict=True)]
+
+
+def alpha_histogram(
+    alphas: RidgeDecoder | ArrayLike, alpha_grid: ArrayLike | None = None
+) -> dict[float, int]:
+    """Count how many targets chose each alpha of the grid.
+
+    Parameters
+    ----------
+    alphas : RidgeDecoder or array-like
+        A fitted decoder, or the chosen alpha of every target.
+    alpha_grid : array-like, optional
+        The grid (taken from the decoder when one is given; else the distinct chosen values).
+
+    Returns
+    -------
+    dict
+        ``{alpha: count}`` over the whole grid in grid order, zeros included.
+
+    Examples
+    --------
+    >>> alpha_histogram([1.0, 10.0, 10.0], [0.1, 1.0, 10.0])
+    {0.1: 0, 1.0: 1, 10.0: 2}
+    """
+    if isinstance(alphas, RidgeDecoder):
+        grid = alphas.alpha_grid if alpha_grid is None else alpha_grid
+        chosen = alphas.alphas
+    else:
+        chosen = np.asarray(alphas, dtype=np.float64).reshape(-1)
+        grid = np.unique(chosen) if alpha_grid is None else alpha_grid
+    grid = np.asarray(grid, dtype=np.float64).reshape(-1)
+    # Nearest grid value in log space: chosen alphas may have been rounded (float32, JSON).
+    idx = np.abs(np.log(chosen)[:, None] - np.log(grid)[None, :]).argmin(1)
+    counts = np.bincount(idx, minlength=grid.size)
+    return {float(a): int(c) for a, c in zip(grid, counts, strict=True)}
+
+
+def correlation_per_target(Y_true: ArrayLike, Y_pred: ArrayLike) -> np.ndarray:
+    """Pearson correlation between true and predicted values of each target, over samples.
+
+    Parameters
+    ----------
+    Y_true, Y_pred : array-like, shape ``(n_samples, ...)``
+        Same shapes; trailing dimensions are flattened into targets.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(n_targets,)``; NaN where either column is constant.
+
+    Examples
+    --------
+    >>> correlation_per_target([[1.0, 0.0], [2.0, 1.0], [3.0, 0.0]],
+    ...                        [[2.0, 1.0], [4.0, 1.0], [6.0, 1.0]])
+    array([ 1., nan])
+    """
+    a = np.asarray(Y_true, dtype=np.float64)
+    b = np.asarray(Y_pred, dtype=np.float64)
+    if a.shape != b.shape or a.ndim == 0:
+        raise DataError(f"Y_true {a.shape} and Y_pred {b.shape}: give arrays of the same shape")
+    a = a.reshape(a.shape[0], -1)
+    b = b.reshape(b.shape[0], -1)
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    denom = np.sqrt(np.einsum("ij,ij->j", a, a) * np.einsum("ij,ij->j", b, b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.einsum("ij,ij->j", a, b) / denom
+    r[denom == 0] = np.nan
+    return r
+
+
+# --------------------------------------------------------------------------------------------
+# The decoder
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RidgeDecoder:
+    """A fitted ridge decoder (voxels -> targets).
+
+    Attributes
+    ----------
+    coef : numpy.ndarray, shape ``(n_voxels_used, n_targets)``
+        Weights on standardised voxels.
+    intercept : numpy.ndarray, shape ``(n_targets,)``
+        Added to the predictions (zeros when fitted without intercept).
+    voxel_mask : numpy.ndarray of bool, shape ``(n_voxels,)``
+        The voxels used; the others were constant or non-finite in the training data.
+    mean, scale : numpy.ndarray, shape ``(n_voxels_used,)``
+        Training mean and standard deviation of the used voxels (float64).
+    alphas : numpy.ndarray, shape ``(n_targets,)``
+        The penalty chosen for each target.
+    alpha_grid : numpy.ndarray
+        The grid searched.
+    cv_scores : numpy.ndarray, shape ``(n_targets,)``
+        Cross-validated score at the chosen alpha: negative mean squared error on held-out
+        folds, averaged over folds (as himalaya's ``l2_neg_loss``).
+    target_shape : tuple of int
+        Shape of one sample's targets (``()`` for a single target).
+    fit_intercept, n_folds, n_samples
+        How the decoder was fitted.
+    metadata : dict
+        Free-form provenance (ROI, model id, seed ...) saved in the sidecar.
+    cv_mean_scores : numpy.ndarray or None, shape ``(n_alphas, n_targets)``
+        The fold-averaged score of every alpha (not saved).
+    fit_info : dict
+        How the fit ran (not saved): ``form`` ("voxel" or "kernel"), ``backend``,
+        ``chunk_size``, ``n_chunks``, ``products_per_fold`` (held-out products per fold and
+        target chunk: the number of alphas, or fewer with low-rank weights).
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    voxel_mask: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    alphas: np.ndarray
+    alpha_grid: np.ndarray
+    cv_scores: np.ndarray
+    target_shape: tuple[int, ...]
+    fit_intercept: bool = True
+    n_folds: int = 5
+    n_samples: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    cv_mean_scores: np.ndarray | None = field(default=None, repr=False)
+    fit_info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_voxels(self) -> int:
+        """Number of voxels the decoder takes (before dropping)."""
+        return int(self.voxel_mask.size)
+
+    @property
+    def n_voxels_used(self) -> int:
+        """Number of voxels with weights."""
+        return int(self.coef.shape[0])
+
+    @property
+    def n_voxels_dropped(self) -> int:
+        """Number of constant or non-finite training voxels left out."""
+        return self.n_voxels - self.n_voxels_used
+
+    @property
+    def n_targets(self) -> int:
+        """Number of targets (product of ``target_shape``)."""
+        return int(self.coef.shape[1])
+
+    def alpha_counts(self) -> dict[float, int]:
+        """Targets per alpha of the grid (see :func:`alpha_histogram`)."""
+        return alpha_histogram(self)
+
+    def predict(self, X: ArrayLike, *, block_rows: int = 4096) -> np.ndarray:
+        """Predict the targets of new samples.
+
+        Parameters
+        ----------
+        X : array-like, shape ``(n_samples, n_voxels)``
+            The full voxel set (the decoder drops its masked voxels itself), in the same units
+            as the training data: standardisation uses the training statistics.
+        block_rows : int
+            Rows standardised at a time (bounds the float64 working copy).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(n_samples, *target_shape)``, dtype of :attr:`coef`.
+        """
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.n_voxels:
+            raise DataError(
+                f"X has shape {X.shape}: the decoder takes (n_samples, {self.n_voxels}) voxels"
+            )
+        out = np.empty((X.shape[0], self.n_targets), dtype=self.coef.dtype)
+        for start in range(0, X.shape[0], block_rows):
+            block = np.asarray(X[start : start + block_rows][:, self.voxel_mask], np.float64)
+            if not np.all(np.isfinite(block)):
+                raise DataError("X has non-finite values in voxels the decoder uses; fix them")
+            block = ((block - self.mean) / self.scale).astype(self.coef.dtype)
+            np.matmul(block, self.coef, out=out[start : start + block_rows])
+        out += self.intercept.astype(out.dtype)
+        return out.reshape((X.shape[0], *self.target_shape))
+
+
+# --------------------------------------------------------------------------------------------
+# Backends: the few array operations the solver needs, on numpy or torch
+# --------------------------------------------------------------------------------------------
+
+
+class _NumpyOps:
+    name = "numpy"
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dt = dtype
+        self.host_dtype = dtype
+        self.f64 = np.dtype(np.float64)
+
+    def asarray(self, a: np.ndarray, dtype: Any = None) -> np.ndarray:
+        return np.asarray(a, dtype=self.dt if dtype is None else dtype)
+
+    def to_numpy(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+    def cast(self, a: np.ndarray, dtype: Any) -> np.ndarray:
+        return a.astype(dtype, copy=False)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+        return np.empty(shape, dtype=self.dt if dtype is None else dtype)
+
+    def sum64(self, a: np.ndarray, axis: int) -> np.ndarray:
+        return a.sum(axis, dtype=np.float64)
+
+    def copy(self, a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    def copyto(self, dst: np.ndarray, src: np.ndarray) -> None:
+        np.copyto(dst, src)
+
+    def eigh(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import scipy.linalg
+
+        # ``a`` is symmetric: its transpose is the same matrix in Fortran order, which LAPACK
+        # overwrites with the eigenvectors instead of working on a copy.
+        return scipy.linalg.eigh(a.T, driver="evd", overwrite_a=True, check_finite=False)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return np.matmul(a, b, out=out)
+
+    def sumsq_cols(self, a: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->j", a, a)
+
+    def take(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return a[np.ix_(rows, cols)]
+
+    def index(self, idx: np.ndarray) -> np.ndarray:
+        return idx
+
+    def all_finite(self, a: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(a)))
+
+
+class _TorchOps:
+    name = "torch"
+
+    def __init__(self, dtype: np.dtype, device: str | None) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(
+            device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.dt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
+        self.host_dtype = dtype
+        self.f64 = torch.float64
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        dtype = self.dt if dtype is None else dtype
+        if isinstance(a, np.ndarray):
+            if a.dtype == np.float64 and dtype == self.torch.float32:
+                a = a.astype(np.float32)  # cast on the host: half the bytes to move
+            try:
+                a = self.torch.from_numpy(a)
+            except (TypeError, ValueError):
+                a = self.torch.from_numpy(np.ascontiguousarray(a))
+        return a.to(device=self.device, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return a.detach().cpu().numpy()
+
+    def cast(self, a: Any, dtype: Any) -> Any:
+        return a.to(dtype)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
+        return self.torch.empty(
+            shape, dtype=self.dt if dtype is None else dtype, device=self.device
+        )
+
+    def sum64(self, a: Any, axis: int) -> Any:
+        return a.sum(axis, dtype=self.torch.float64)
+
+    def copy(self, a: Any) -> Any:
+        return a.clone()
+
+    def copyto(self, dst: Any, src: Any) -> None:
+        dst.copy_(src)
+
+    def eigh(self, a: Any) -> tuple[Any, Any]:
+        return self.torch.linalg.eigh(a)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self.torch.matmul(a, b, out=out)
+
+    def sumsq_cols(self, a: Any) -> Any:
+        return self.torch.einsum("ij,ij->j", a, a)
+
+    def take(self, a: Any, rows: Any, cols: Any) -> Any:
+        return a.index_select(0, rows).index_select(1, cols)
+
+    def index(self, idx: np.ndarray) -> Any:
+        return self.torch.as_tensor(idx, device=self.device)
+
+    def all_finite(self, a: Any) -> bool:
+        return bool(self.torch.isfinite(a).all())
+
+
+def _make_ops(backend: str, device: str | None, dtype: np.dtype) -> _NumpyOps | _TorchOps:
+    if backend == "numpy":
+        if device not in (None, "cpu"):
+            raise UsageError(f"device={device!r}: the numpy backend runs on the CPU only")
+        return _NumpyOps(dtype)
+    if backend in ("torch", "auto"):
+        try:
+            import torch
+        except ImportError as exc:
+            if backend == "auto":
+                return _NumpyOps(dtype)
+            raise UsageError(
+                "backend='torch': torch is not installed; use backend='numpy'"
+            ) from exc
+        if backend == "auto" and device is None and not torch.cuda.is_available():
+            return _NumpyOps(dtype)
+        return _TorchOps(dtype, device)
+    raise UsageError(f"backend={backend!r}: use 'auto', 'numpy' or 'torch'")
+
+
+# --------------------------------------------------------------------------------------------
+# The solver
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Basis:
+    """An eigen-basis of a (training) Gram matrix and its ridge weights for every alpha."""
+
+    basis: Any  # (m, m) eigenvectors; m = voxels (primal) or training samples (kernel form)
+    weights: Any  # (m, n_alphas) 1 / (eigenvalue + alpha), 0 on the numerical null space
+    shift: Any  # primal: training voxel mean (centred fits); kernel: basis^T 1
+
+
+@dataclass
+class _Fold(_Basis):
+    test: slice  # held-out samples
+    n_train: int
+    test_op: Any  # (n_test, m): held-out samples in the eigen-basis
+    factors: Any = None  # (m, r): low-rank factors of ``weights`` (None: use every alpha)
+    mix: Any = None  # (n_alphas, r + 1): alpha k = factors @ mix[k, :r]; mix[:, r] = -1
+
+
+@dataclass
+class _Refit(_Basis):
+    to_voxels: Any  # (p, m): maps eigen-coefficients to voxel weights
+    voxel_mean: Any  # (p,) float64: mean of the standardised voxels (centred fits)
+
+
+def _voxel_statistics(X: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof 0) of each column, float64, in one pass of row blocks.
+
+    Sums are taken about the first row, which keeps the float64 moments free of cancellation
+    when voxels have a large mean.
+    """
+    n = X.shape[0]
+    shift = X[0].astype(np.float64)
+    s1 = np.zeros(X.shape[1])
+    s2 = np.zeros(X.shape[1])
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, n, block_rows):
+            d = X[start : start + block_rows].astype(np.float64)
+            d -= shift
+            s1 += d.sum(0)
+            s2 += np.einsum("ij,ij->j", d, d)
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean * mean, 0.0)
+    return shift + mean, np.sqrt(var)
+
+
+def _ridge_weights(ops: Any, eigvals: Any, grid: Any) -> Any:
+    """``1 / (lambda + alpha)`` per eigenvalue and alpha, zero on the numerical null space.
+
+    On the null space of the Gram matrix both the held-out operator and the training
+    cross-products vanish in exact arithmetic; zeroing keeps rounding noise from being
+    amplified by ``1 / alpha`` when alpha is tiny.
+    """
+    m = eigvals.shape[0]
+    top = float(eigvals.max()) if m else 0.0
+    tol = max(top, 0.0) * m * np.finfo(np.float64).eps
+    lam = eigvals.clip(min=0.0)
+    w = 1.0 / (lam[:, None] + grid[None, :])
+    w[eigvals <= tol] = 0.0
+    return w
+
+
+def _compress_weights(ops: Any, weights: Any) -> tuple[Any, Any] | tuple[None, None]:
+    """Low-rank factors of a fold's ridge weights ``1/(lambda_i + alpha_k)``, if any are exact.
+
+    When the alphas are small or close relative to the eigenvalues (the paper's grid on
+    standardised voxels: alpha <= 1 against eigenvalues in the hundreds), the ``m x n_alphas``
+    weight matrix has a low numerical rank ``r``: ``weights ~= factors @ mix^T``. The held-out
+    predictions of every alpha are then combinations of ``r`` products instead of one product
+    per alpha. The rank is the smallest whose reconstruction matches every weight to the compute
+    dtype's unit roundoff (the accuracy of the weights themselves), so the scores are unchanged
+    up to rounding; otherwise (None, None).
+    """
+    w = np.asarray(ops.to_numpy(ops.cast(weights, ops.f64)), dtype=np.float64)
+    m, n_alphas = w.shape
+    if n_alphas < 3 or LOW_RANK_ALPHAS is False:
+        return None, None
+    tol = np.finfo(ops.host_dtype).eps / 2
+    u, sv, vt = np.linalg.svd(w, full_matrices=False)
+    nonzero = w > 0
+    for rank in range(1, n_alphas - 1):
+        factors = u[:, :rank] * sv[:rank]
+        approx = factors @ vt[:rank]
+        if np.all(np.abs(approx - w)[nonzero] <= tol * w[nonzero]):
+            # Each saved product costs ~2m flops per prediction; each alpha's combination reads
+            # rank + 2 arrays (measured: ~10 flops of GEMM time per element read).
+            if LOW_RANK_ALPHAS is None and m * (n_alphas - rank) <= 10 * n_alphas * (rank + 2):
+                return None, None
+            factors[~nonzero.any(1)] = 0.0  # null-space rows stay exactly zero
+            mix = np.concatenate([vt[:rank].T, -np.ones((n_alphas, 1))], axis=1)
+            LOGGER.debug("fold weights have rank %d for %d alphas", rank, n_alphas)
+            return ops.asarray(factors), ops.asarray(mix)
+    return None, None
+
+
+def _chunks(n_targets: int, chunk: int) -> Iterator[slice]:
+    for start in range(0, n_targets, chunk):
+        yield slice(start, min(start + chunk, n_targets))
+
+
+def _standardised(
+    ops: Any, X: np.ndarray, mask: np.ndarray, mean: np.ndarray, scale: np.ndarray, rows: int
+) -> Any:
+    """The standardised used voxels as a backend array of the compute dtype (one copy)."""
+    host = np.empty((X.shape[0], int(mask.sum())), dtype=ops.host_dtype)
+    all_used = bool(mask.all())
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows]
+        if not all_used:
+            block = block[:, mask]
+        block = block.astype(np.float64)
+        block -= mean
+        block /= scale
+        host[start : start + rows] = block
+    return ops.asarray(host)
+
+
+def _gram(ops: Any, Xs: Any, rows: slice) -> Any:
+    """``Xs[rows]^T Xs[rows]`` accumulated in float64 over row blocks of ~128 MB."""
+    gram = None
+    step = max(1, 2**24 // max(1, Xs.shape[1]))
+    for start in range(rows.start, rows.stop, step):
+        xb = ops.cast(Xs[start : min(start + step, rows.stop)], ops.f64)
+        if gram is None:
+            gram = xb.T @ xb
+        else:
+            gram += xb.T @ xb
+    return gram
+
+
+def fit_ridge_cv(
+    X: ArrayLike,
+    Y: ArrayLike,
+    *,
+    alphas: str | ArrayLike = "default",
+    n_folds: int = 5,
+    fit_intercept: bool = True,
+    backend: Backend = "auto",
+    device: str | None = None,
+    dtype: DTypeLike = np.float32,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> RidgeDecoder:
+    """Fit a ridge decoder with one cross-validated penalty per target.
+
+    Voxels are standardised with the training mean and standard deviation (ddof 0, as
+    scikit-learn's ``StandardScaler``); constant or non-finite voxels are dropped with a warning.
+    For each target the alpha of ``alphas`` with the best mean score over ``n_folds`` contiguous
+    folds (``KFold`` without shuffling) is kept, the score being the negative mean squared error
+    of the held-out fold; the model is then refitted on all samples with that alpha. The choice
+    rule is himalaya's ``RidgeCV`` one, ties included (the fold mean is rounded to the compute
+    dtype, a ``1e-10 log(alpha)`` slope favours larger alphas and the first best is kept).
+    The chosen alphas are logged (targets per alpha) and kept in the decoder.
+
+    Parameters
+    ----------
+    X : array-like, shape ``(n_samples, n_voxels)``
+        Training voxels (e.g. single-trial betas of an ROI).
+    Y : array-like, shape ``(n_samples, ...)``
+        Training targets; trailing dimensions are flattened (``target_shape`` keeps them).
+    alphas : {"default", "paper"} or array-like
+        Penalty grid (:func:`resolve_alphas`).
+    n_folds : int
+        Number of cross-validation folds.
+    fit_intercept : bool
+        Centre voxels and targets in every fit (training fold means) and learn an intercept.
+        ``False`` reproduces the paper's setting (himalaya's default): the standardised voxels are
+        taken as centred and the predictions have no offset.
+    backend : {"auto", "numpy", "torch"}
+        Array library; ``"auto"`` is torch on CUDA when available, numpy otherwise.
+    device : str, optional
+        Torch device (default ``"cuda"`` when available, else ``"cpu"``).
+    dtype : numpy dtype
+        Compute and coefficient dtype (float32 or float64). Gram matrices and their
+        eigendecompositions are always float64.
+    chunk_size : int, optional
+        Targets per chunk; default from ``memory_budget``.
+    memory_budget : int, optional
+        Bytes of working memory for a chunk of targets; default :data:`DEFAULT_BUDGET` (64 MiB;
+        512 MiB on a GPU).
+    metadata : mapping, optional
+        Provenance stored in the decoder (and its sidecar when saved).
+
+    Returns
+    -------
+    RidgeDecoder
+        The refitted decoder with the chosen alpha and CV score of every target.
+
+    Raises
+    ------
+    DataError
+        Bad shapes, fewer samples than folds, no usable voxel, non-finite targets.
+    UsageError
+        Bad option values.
+    """
+    grid = resolve_alphas(alphas)
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise UsageError(f"dtype={dtype!r}: use float32 or float64")
+    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool):
+        raise UsageError(f"n_folds={n_folds!r}: give an integer >= 2")
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise UsageError(f"chunk_size={chunk_size!r}: give a positive integer or None")
+    if memory_budget is not None and memory_budget <= 0:
+        raise UsageError(f"memory_budget={memory_budget!r}: give a positive number of bytes")
+
+    X = np.asarray(X)
+    Y = np.asarray(Y)
+    if X.ndim != 2 or not np.issubdtype(X.dtype, np.number) or X.shape[1] == 0:
+        raise DataError(f"X has shape {X.shape}: give a numeric (n_samples, n_voxels) array")
+    if Y.ndim == 0 or not np.issubdtype(Y.dtype, np.number):
+        raise DataError(f"Y has shape {Y.shape}: give a numeric (n_samples, ...) array")
+    if Y.shape[0] != X.shape[0]:
+        raise DataError(
+            f"X has {X.shape[0]} samples but Y has {Y.shape[0]}: give one target row per sample"
+        )
+    n = X.shape[0]
+    folds = kfold_slices(n, int(n_folds))
+    target_shape = tuple(int(s) for s in Y.shape[1:])
+    Y2 = Y.reshape(n, -1)
+    t = Y2.shape[1]
+    if t == 0:
+        raise DataError(f"Y has shape {Y.shape}: there are no targets")
+
+    rows = max(1, 2**24 // max(1, X.shape[1]))  # float64 blocks of ~128 MB at most
+    mean, scale = _voxel_statistics(X, rows)
+    mask = np.isfinite(mean) & np.isfinite(scale) & (scale > 1e-7 * np.abs(mean)) & (scale > 0)
+    n_dropped = int(mask.size - mask.sum())
+    if n_dropped == mask.size:
+        raise DataError("every voxel of X is constant or non-finite over the training samples")
+    if n_dropped:
+        warnings.warn(
+            f"{n_dropped} of {mask.size} voxels are constant or non-finite over the training "
+            "samples and were dropped",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    mean, scale = mean[mask], scale[mask]
+
+    ops = _make_ops(backend, device, dt)
+    Xs = _standardised(ops, X, mask, mean, scale, rows)
+    p = Xs.shape[1]
+    n_test_max = max(f.stop - f.start for f in folds)
+    primal = p <= n - n_test_max
+    LOGGER.info(
+        "ridge CV: n=%d samples, p=%d voxels (%d dropped), t=%d targets, %d alphas, %d folds, "
+        "%s form, backend %s",
+        n, p, n_dropped, t, grid.size, len(folds), "voxel" if primal else "kernel", ops.name,
+    )  # fmt: skip
+
+    grid_dev = ops.asarray(grid, ops.f64)
+    if primal:
+        fold_bases, refit = _prepare_primal(ops, Xs, folds, grid_dev, fit_intercept)
+    else:
+        fold_bases, refit = _prepare_kernel(ops, Xs, folds, grid_dev, fit_intercept)
+        Xs = None  # the kernel form needs only the bases from here on
+    m = refit.basis.shape[0]
+    rank = max(f.factors.shape[1] + 2 if f.factors is not None else 1 for f in fold_bases)
+
+    # Working bytes per target of a chunk: the folds' cross-products (voxel form), residuals,
+    # eigen-coefficients (CV and refit), scaled coefficients, held-out predictions (one per
+    # alpha, or the low-rank parts and one residual), refit weights, and a device copy of Y.
+    per_target = dt.itemsize * (
+        (len(folds) + 3) * p * primal
+        + 3 * m
+        + rank * n_test_max
+        + p
+        + (n if ops.name != "numpy" else 0)
+    )
+    if memory_budget is None:
+        memory_budget = (
+            DEFAULT_GPU_BUDGET
+            if ops.name == "torch" and ops.device.type == "cuda"
+            else DEFAULT_BUDGET
+        )
+    chunk = int(chunk_size) if chunk_size else max(1, min(t, memory_budget // per_target))
+
+    scores = np.empty((len(folds), grid.size, t), dtype=dt)
+    coef = np.empty((p, t), dtype=dt)
+    intercept = np.zeros(t)
+    best = np.empty(t, dtype=np.intp)
+    for cols in _chunks(t, chunk):
+        y_folds = [ops.asarray(Y2[f, cols]) for f in folds]
+        y_sums = [ops.sum64(y, 0) for y in y_folds]
+        y_total = ops.copy(y_sums[0])
+        for y_sum in y_sums[1:]:
+            y_total += y_sum
+        if not ops.all_finite(y_total):
+            raise DataError(
+                f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
+            )
+        step = _cv_chunk_primal if primal else _cv_chunk_kernel
+        refit_rhs = step(ops, Xs, fold_bases, refit, y_folds, y_sums, y_total, fit_intercept,
+                         scores[:, :, cols])  # fmt: skip
+        best[cols] = _select_alphas(scores[:, :, cols], grid, dt)[0]
+        w, b = _refit_chunk(ops, refit, refit_rhs, best[cols], y_total, n, fit_intercept)
+        coef[:, cols] = w
+        intercept[cols] = b
+        del y_folds, refit_rhs
+    best, cv_scores, mean_scores = _select_alphas(scores, grid, dt)
+
+    decoder = RidgeDecoder(
+        coef=coef,
+        intercept=intercept.astype(dt),
+        voxel_mask=mask,
+        mean=mean,
+        scale=scale,
+        alphas=grid[best],
+        alpha_grid=grid,
+        cv_scores=cv_scores,
+        target_shape=target_shape,
+        fit_intercept=bool(fit_intercept),
+        n_folds=len(folds),
+        n_samples=n,
+        metadata=dict(metadata or {}),
+        cv_mean_scores=mean_scores,
+        fit_info={
+            "form": "voxel" if primal else "kernel",
+            "backend": ops.name if ops.name == "numpy" else f"torch:{ops.device}",
+            "chunk_size": chunk,
+            "n_chunks": -(-t // chunk),
+            "products_per_fold": [
+                grid.size if f.factors is None else int(f.factors.shape[1]) for f in fold_bases
+            ],
+        },
+    )
+    _report_alphas(decoder)
+    return decoder
+
+
+def _select_alphas(
+    scores: np.ndarray, grid: np.ndarray, dt: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """himalaya's rule: fold mean (float64, rounded to dtype) + 1e-10 log(alpha), first argmax."""
+    mean = scores.mean(0, dtype=np.float64).astype(dt)
+    ranked = mean + (np.log(grid.astype(dt)) * dt.type(1e-10))[:, None]
+    best = ranked.argmax(0)
+    cv = mean[best, np.arange(mean.shape[1])].astype(np.float64)
+    return best, cv, mean
+
+
+def _report_alphas(decoder: RidgeDecoder) -> None:
+    counts = decoder.alpha_counts()
+    text = ", ".join(f"{alpha:g}: {count}" for alpha, count in counts.items())
+    LOGGER.info("chosen alphas (targets per alpha): %s", text)
+    t = decoder.n_targets
+    grid = decoder.alpha_grid
+    for edge, side in ((grid.min(), "smallest"), (grid.max(), "largest")):
+        share = counts[float(edge)] / t
+        if grid.size > 1 and share > 0.5:
+            LOGGER.warning(
+                "%.0f%% of targets chose the %s alpha (%g): the grid may be too narrow",
+                100 * share, side, edge,
+            )  # fmt: skip
+
+
+# --- preparing the eigen-bases (once, shared by all targets) ---------------------------------
+
+
+def _prepare_primal(
+    ops: Any, Xs: Any, folds: Sequence[slice], grid: Any, fit_intercept: bool
+) -> tuple[list[_Fold], _Refit]:
+    """Voxel-space eigen-bases of each fold's training Gram matrix and of the full one."""
+    n, p = Xs.shape
+    gram = _gram(ops, Xs, slice(0, n))
+    colsum = ops.sum64(Xs, 0)
+    fold_bases = []
+    for f in folds:
+        # Training Gram = full minus held-out (recomputed per fold rather than stored: n_folds
+        # float64 p x p matrices would outweigh the data).
+        n_train = n - (f.stop - f.start)
+        g = gram - _gram(ops, Xs, f)
+        shift = None
+        if fit_intercept:
+            shift = (colsum - ops.sum64(Xs[f], 0)) / n_train
+            g -= n_train * (shift[:, None] * shift[None, :])
+        eigvals, basis64 = ops.eigh(g)
+        del g
+        basis = ops.cast(basis64, ops.dt)
+        test_op = ops.matmul(Xs[f], basis)
+        if fit_intercept:
+            test_op -= ops.cast(shift @ basis64, ops.dt)[None, :]
+        del basis64
+        weights = _ridge_weights(ops, eigvals, grid)
+        factors, mix = _compress_weights(ops, weights)
+        fold_bases.append(
+            _Fold(basis, ops.cast(weights, ops.dt), shift, f, n_train, test_op, factors, mix)
+        )
+    voxel_mean = colsum / n
+    if fit_intercept:
+        gram -= n * (voxel_mean[:, None] * voxel_mean[None, :])
+    eigvals, basis64 = ops.eigh(gram)
+    del gram
+    basis = ops.cast(basis64, ops.dt)
+    weights = ops.cast(_ridge_weights(ops, eigvals, grid), ops.dt)
+    refit = _Refit(basis, weights, voxel_mean, basis, voxel_mean)
+    return fold_bases, refit
+
+
+def _centred_kernel(k_rows: Any, row_means: Any, col_means: Any, grand: float) -> Any:
+    return k_rows - row_means[:, None] - col_means[None, :] + grand
+
+
+def _prepare_kernel(
+    ops: Any, Xs: Any, folds: Sequence[slice], grid: Any, fit_intercept: bool
+) -> tuple[list[_Fold], _Refit]:
+    """Sample-space eigen-bases of each fold's training kernel ``X X^T`` and of the full one,
+    for folds with fewer samples than voxels."""
+    n, p = Xs.shape
+    kernel = None
+    step = max(1, 2**24 // n)
+    for start in range(0, p, step):
+        xb = ops.cast(Xs[:, start : start + step], ops.f64)
+        if kernel is None:
+            kernel = xb @ xb.T
+        else:
+            kernel += xb @ xb.T
+    all_idx = np.arange(n)
+    fold_bases = []
+    for f in folds:
+        train = ops.index(np.concatenate([all_idx[: f.start], all_idx[f.stop :]]))
+        test = ops.index(all_idx[f])
+        k_train = ops.take(kernel, train, train)
+        k_test = ops.take(kernel, test, train)
+        if fit_intercept:
+            means = k_train.mean(1)
+            grand = float(means.mean())
+            k_test = _centred_kernel(k_test, k_test.mean(1), means, grand)
+            k_train = _centred_kernel(k_train, means, means, grand)
+        eigvals, basis64 = ops.eigh(k_train)
+        del k_train
+        weights = _ridge_weights(ops, eigvals, grid)
+        factors, mix = _compress_weights(ops, weights)
+        fold_bases.append(
+            _Fold(
+                ops.cast(basis64, ops.dt),
+                ops.cast(weights, ops.dt),
+                ops.cast(basis64.sum(0), ops.dt),
+                f,
+                n - (f.stop - f.start),
+                ops.cast(k_test @ basis64, ops.dt),
+                factors,
+                mix,
+            )
+        )
+        del k_test, basis64
+    if fit_intercept:
+        means = kernel.mean(1)
+        kernel = _centred_kernel(kernel, means, means, float(means.mean()))
+    eigvals, basis64 = ops.eigh(kernel)
+    del kernel
+    voxel_mean = ops.sum64(Xs, 0) / n
+    basis = ops.cast(basis64, ops.dt)
+    ones = ops.cast(basis64.sum(0), ops.dt)
+    to_voxels = ops.matmul(Xs.T, basis)
+    if fit_intercept:
+        to_voxels -= ops.cast(voxel_mean, ops.dt)[:, None] * ones[None, :]
+    weights = ops.cast(_ridge_weights(ops, eigvals, grid), ops.dt)
+    refit = _Refit(basis, weights, ones, to_voxels, voxel_mean)
+    return fold_bases, refit
+
+
+# --- one chunk of targets ---------------------------------------------------------------------
+
+
+def _fold_scores(ops: Any, fold: _Fold, coefs: Any, target: Any, out: np.ndarray) -> None:
+    """Negative held-out MSE of every alpha for a chunk of targets, into ``out`` (a, tc).
+
+    ``coefs`` are the training cross-products in the fold's eigen-basis (m x tc); the held-out
+    predictions of alpha k are ``test_op @ diag(weights[:, k]) @ coefs``. The diagonal scaling
+    goes on the smaller of the two factors. With low-rank weights (:func:`_compress_weights`)
+    only ``r`` products are formed and each alpha's residual is one small combination of them.
+    """
+    n_test, tc = target.shape
+    scale_op = n_test <= tc
+    scaled = ops.empty(fold.test_op.shape if scale_op else coefs.shape)
+
+    def product(w: Any, out_: Any, buf: Any = scaled) -> None:
+        if scale_op:
+            ops.copyto(buf, fold.test_op)
+            buf *= w[None, :]
+            ops.matmul(buf, coefs, out=out_)
+        else:
+            ops.copyto(buf, coefs)
+            buf *= w[:, None]
+            ops.matmul(fold.test_op, buf, out=out_)
+
+    if fold.factors is None:
+        pred = ops.empty((n_test, tc))
+        for k in range(fold.weights.shape[1]):
+            product(fold.weights[:, k], pred)
+            pred -= target
+            out[k] = ops.to_numpy(ops.sumsq_cols(pred)) / -n_test
+        return
+    rank = fold.factors.shape[1]
+    parts = ops.empty((rank + 1, n_test, tc))
+    for r in range(rank):
+        product(fold.factors[:, r], parts[r])
+    ops.copyto(parts[rank], target)
+    flat = parts.reshape(rank + 1, n_test * tc)
+    resid = ops.empty((1, n_test * tc))
+    for k in range(fold.mix.shape[0]):
+        ops.matmul(fold.mix[k : k + 1], flat, out=resid)  # prediction minus target
+        out[k] = ops.to_numpy(ops.sumsq_cols(resid.reshape(n_test, tc))) / -n_test
+
+
+def _cv_chunk_primal(
+    ops: Any,
+    Xs: Any,
+    folds: Sequence[_Fold],
+    refit: _Refit,
+    y_folds: Sequence[Any],
+    y_sums: Sequence[Any],
+    y_total: Any,
+    fit_intercept: bool,
+    scores: np.ndarray,
+) -> Any:
+    """CV scores of a chunk in the voxel form; returns ``X^T Y`` (refit right-hand side)."""
+    # X_f^T Y_f per fold: their sum is X^T Y and a fold's training product is the sum minus its own.
+    cross = [ops.matmul(Xs[fold.test].T, y) for fold, y in zip(folds, y_folds, strict=True)]
+    total = ops.copy(cross[0])
+    for c in cross[1:]:
+        total += c
+    for k, fold in enumerate(folds):
+        rhs = total - cross[k]
+        cross[k] = None  # free as we go
+        target = y_folds[k]
+        if fit_intercept:
+            y_train = y_total - y_sums[k]
+            rhs -= ops.cast(fold.shift[:, None] * y_train[None, :], ops.dt)
+            target = target - ops.cast(y_train / fold.n_train, ops.dt)[None, :]
+        coefs = ops.matmul(fold.basis.T, rhs)
+        del rhs
+        _fold_scores(ops, fold, coefs, target, scores[k])
+    return total
+
+
+def _cv_chunk_kernel(
+    ops: Any,
+    Xs: Any,
+    folds: Sequence[_Fold],
+    refit: _Refit,
+    y_folds: Sequence[Any],
+    y_sums: Sequence[Any],
+    y_total: Any,
+    fit_intercept: bool,
+    scores: np.ndarray,
+) -> Any:
+    """CV scores of a chunk in the kernel form; returns ``basis^T Y`` of the full kernel."""
+    for k, fold in enumerate(folds):
+        # Basis rows follow the training samples: the folds before this one, then those after.
+        coefs = None
+        row = 0
+        for j, y in enumerate(y_folds):
+            if j == k:
+                continue
+            term = ops.matmul(fold.basis[row : row + y.shape[0]].T, y)
+            row += y.shape[0]
+            if coefs is None:
+                coefs = term
+            else:
+                coefs += term
+        target = y_folds[k]
+        if fit_intercept:
+            y_mean = ops.cast((y_total - y_sums[k]) / fold.n_train, ops.dt)
+            coefs -= fold.shift[:, None] * y_mean[None, :]
+            target = target - y_mean[None, :]
+        _fold_scores(ops, fold, coefs, target, scores[k])
+    rhs = None
+    for fold, y in zip(folds, y_folds, strict=True):
+        term = ops.matmul(refit.basis[fold.test].T, y)
+        if rhs is None:
+            rhs = term
+        else:
+            rhs += term
+    return rhs
+
+
+def _refit_chunk(
+    ops: Any, refit: _Refit, rhs: Any, best: np.ndarray, y_total: Any, n: int, fit_intercept: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights on all samples, each target with its own alpha: one scaling, two products."""
+    y_mean = y_total / n
+    if refit.to_voxels is refit.basis:  # voxel form: rhs is X^T Y
+        if fit_intercept:  # centred cross-products: X^T Y - n mean_x mean_y^T
+            rhs -= ops.cast(refit.voxel_mean[:, None] * y_total[None, :], ops.dt)
+        coefs = ops.matmul(refit.basis.T, rhs)
+    else:  # kernel form: rhs is basis^T Y
+        coefs = rhs
+        if fit_intercept:
+            coefs -= refit.shift[:, None] * ops.cast(y_mean, ops.dt)[None, :]
+    coefs *= refit.weights[:, ops.index(best)]
+    w = ops.matmul(refit.to_voxels, coefs)
+    b = np.zeros(w.shape[1])
+    if fit_intercept:
+        b = ops.to_numpy(y_mean - ops.cast(ops.cast(refit.voxel_mean, ops.dt) @ w, ops.f64))
+    return ops.to_numpy(w), b
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and loading (safetensors + JSON sidecar; never pickle)
+# --------------------------------------------------------------------------------------------
+
+_TENSORS = ("coef", "intercept", "voxel_mask", "mean", "scale", "alphas", "alpha_grid", "cv_scores")
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
+
+
+def save_decoder(
+    decoder: RidgeDecoder, path_stem: str | Path, metadata: Mapping[str, Any] | None = None
+) -> tuple[Path, Path]:
+    """Write a decoder as ``<stem>.safetensors`` (arrays) and ``<stem>.json`` (sidecar).
+
+    Parameters
+    ----------
+    decoder : RidgeDecoder
+        The decoder to save.
+    path_stem : path
+        Output path without extension (an extension ``.safetensors``/``.json`` is dropped).
+    metadata : mapping, optional
+        Extra JSON-serialisable provenance (ROI, model id, seed ...), merged over
+        ``decoder.metadata`` and stored under ``"Metadata"`` in the sidecar.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        The safetensors and JSON paths. Both are written atomically.
+    """
+    from safetensors.numpy import save
+
+    tensors_path, sidecar_path = _paths(path_stem)
+    meta = {**decoder.metadata, **(metadata or {})}
+    try:
+        meta_text = json.dumps(meta, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"metadata for {sidecar_path}: not JSON-serialisable ({exc})") from exc
+    tensors = {name: np.ascontiguousarray(getattr(decoder, name)) for name in _TENSORS}
+    counts = decoder.alpha_counts()
+    sidecar = {
+        _FORMAT_KEY: DECODER_FORMAT_VERSION,
+        "SoftwareVersion": __version__,
+        "NVoxels": decoder.n_voxels,
+        "NVoxelsUsed": decoder.n_voxels_used,
+        "NVoxelsDropped": decoder.n_voxels_dropped,
+        "TargetShape": list(decoder.target_shape),
+        "NTargets": decoder.n_targets,
+        "NSamples": decoder.n_samples,
+        "NFolds": decoder.n_folds,
+        "FitIntercept": decoder.fit_intercept,
+        "DType": str(decoder.coef.dtype),
+        "CVScore": "negative mean squared error, averaged over folds",
+        "AlphaGrid": [float(x) for x in decoder.alpha_grid],
+        "AlphaCounts": {f"{k:g}": v for k, v in counts.items()},
+        "Metadata": json.loads(meta_text),
+    }
+    try:
+        blob = save(tensors, metadata={_FORMAT_KEY: str(DECODER_FORMAT_VERSION)})
+        atomic_write_bytes(tensors_path, blob)
+        atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{tensors_path}: cannot write the decoder ({exc.strerror})") from exc
+    return tensors_path, sidecar_path
+
+
+def load_decoder(path: str | Path) -> RidgeDecoder:
+    """Read a decoder written by :func:`save_decoder` and check it.
+
+    Parameters
+    ----------
+    path : path
+        The ``.safetensors`` or ``.json`` file, or their common stem.
+
+    Returns
+    -------
+    RidgeDecoder
+        With ``metadata`` from the sidecar; ``cv_mean_scores`` is not stored (None).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    tensors_path, sidecar_path = _paths(path)
+    for required in (tensors_path, sidecar_path):
+        if not required.is_file():
+            raise MissingInputError(
+                f"{required}: decoder file not found; save it with save_decoder"
+            )
+    try:
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{sidecar_path}: not valid JSON ({exc}); re-save the decoder") from exc
+    if not isinstance(sidecar, dict) or sidecar.get(_FORMAT_KEY) != DECODER_FORMAT_VERSION:
+        found = sidecar.get(_FORMAT_KEY) if isinstance(sidecar, dict) else None
+        raise DataError(
+            f"{sidecar_path}: decoder format {found!r}, this version reads "
+            f"{DECODER_FORMAT_VERSION}; re-save the decoder with this version"
+        )
+    try:
+        arrays = load(tensors_path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise DataError(f"{tensors_path}: not a readable safetensors file ({exc})") from exc
+    missing = [name for name in _TENSORS if name not in arrays]
+    if missing:
+        raise DataError(f"{tensors_path}: missing arrays {missing}; re-save the decoder")
+
+    def fail(what: str) -> DataError:
+        return DataError(f"{tensors_path}: {what}; the file does not match {sidecar_path.name}")
+
+    try:
+        target_shape = tuple(int(s) for s in sidecar["TargetShape"])
+        n_voxels = int(sidecar["NVoxels"])
+        n_targets = int(sidecar["NTargets"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{sidecar_path}: missing or bad field {exc}; re-save the decoder") from exc
+    coef, mask = arrays["coef"], arrays["voxel_mask"]
+    if coef.dtype not in (np.float32, np.float64) or coef.ndim != 2:
+        raise fail(f"coef must be a float32/float64 matrix, found {coef.dtype} {coef.shape}")
+    if mask.dtype != np.bool_ or mask.shape != (n_voxels,):
+        raise fail(
+            f"voxel_mask must be bool of shape ({n_voxels},), found {mask.dtype} {mask.shape}"
+        )
+    n_used = int(mask.sum())
+    if math.prod(target_shape) != n_targets or coef.shape != (n_used, n_targets):
+        raise fail(f"coef has shape {coef.shape}, expected ({n_used}, {n_targets})")
+    expected = {
+        "intercept": (n_targets,),
+        "mean": (n_used,),
+        "scale": (n_used,),
+        "alphas": (n_targets,),
+        "cv_scores": (n_targets,),
+    }
+    for name, shape in expected.items():
+        arr = arrays[name]
+        if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
+            raise fail(f"{name} must be floating of shape {shape}, found {arr.dtype} {arr.shape}")
+    grid = arrays["alpha_grid"]
+    if grid.ndim != 1 or grid.size == 0 or not np.issubdtype(grid.dtype, np.floating):
+        raise fail(f"alpha_grid must be a non-empty float vector, found {grid.dtype} {grid.shape}")
+    if np.any(arrays["scale"] <= 0):
+        raise fail("scale has non-positive values")
+    return RidgeDecoder(
+        coef=coef,
+        intercept=arrays["intercept"],
+        voxel_mask=mask,
+        mean=arrays["mean"],
+        scale=arrays["scale"],
+        alphas=arrays["alphas"],
+        alpha_grid=grid,
+        cv_scores=arrays["cv_scores"],
+        target_shape=target_shape,
+        fit_intercept=bool(sidecar.get("FitIntercept", True)),
+        n_folds=int(sidecar.get("NFolds", 0)),
+        n_samples=int(sidecar.get("NSamples", 0)),
+        metadata=dict(sidecar.get("Metadata") or {}),
+    )

@@ -1,0 +1,434 @@
+"""Ridge decoders: equality with himalaya's RidgeCV, backends, chunking, ground truth, I/O."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
+from nipype_brainrecon.ridge import (
+    DEFAULT_ALPHAS,
+    PAPER_ALPHAS,
+    RidgeDecoder,
+    alpha_histogram,
+    correlation_per_target,
+    fit_ridge_cv,
+    kfold_slices,
+    load_decoder,
+    resolve_alphas,
+    save_decoder,
+)
+
+# Shapes: more samples than voxels (primal form), fewer (kernel form), uneven folds.
+SHAPES = [(120, 30, 24), (50, 80, 20), (101, 40, 17)]
+
+
+def make_data(n, p, t, *, seed=0, n_test=15, dtype=np.float64):
+    """Voxels with arbitrary offsets/scales; targets whose signal-to-noise spans four decades,
+    so that cross-validation picks different alphas for different targets."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.uniform(-50, 50, p)
+    scales = rng.uniform(0.5, 20, p)
+    Z = rng.standard_normal((n + n_test, p))
+    weights = rng.standard_normal((p, t)) / np.sqrt(p)
+    snr = np.logspace(-2, 1.5, t)
+    Y = (Z @ weights) * snr + rng.standard_normal((n + n_test, t)) + rng.normal(0, 3, t)
+    X = Z * scales + offsets
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    return X[:n], Y[:n], X[n:], Y[n:]
+
+
+def himalaya_fit(X, Y, X_test, alphas, fit_intercept):
+    """The paper's pipeline: StandardScaler on training voxels, then himalaya RidgeCV(cv=5)."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    set_backend("numpy", on_error="raise")
+    scaler = StandardScaler().fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # himalaya warns when n_samples < n_features
+        model = RidgeCV(alphas=alphas, cv=5, fit_intercept=fit_intercept)
+        model.fit(scaler.transform(X).astype(X.dtype), Y)
+    pred = model.predict(scaler.transform(X_test).astype(X.dtype))
+    return np.asarray(model.best_alphas_, np.float64), np.asarray(pred), model
+
+
+def relative_difference(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+
+
+def grid_index(alphas, grid):
+    return np.abs(np.log(alphas)[:, None] - np.log(grid)[None, :]).argmin(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Equality with himalaya
+# --------------------------------------------------------------------------------------------
+
+
+def test_kfold_slices_match_sklearn():
+    from sklearn.model_selection import KFold
+
+    for n, k in [(10, 5), (11, 5), (101, 5), (7, 3), (5, 5)]:
+        ours = [np.arange(n)[s] for s in kfold_slices(n, k)]
+        ref = [test for _, test in KFold(k).split(np.zeros(n))]
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("grid", ["paper", "default"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_equals_himalaya_float64(shape, grid, fit_intercept):
+    """In float64 the choice is free of rounding ties: same alpha for every target."""
+    X, Y, X_test, _ = make_data(*shape)
+    alphas = resolve_alphas(grid)
+    ref_alphas, ref_pred, ref = himalaya_fit(X, Y, X_test, alphas, fit_intercept)
+    dec = fit_ridge_cv(X, Y, alphas=grid, dtype=np.float64, fit_intercept=fit_intercept)
+    np.testing.assert_array_equal(grid_index(dec.alphas, alphas), grid_index(ref_alphas, alphas))
+    diff = relative_difference(dec.predict(X_test), ref_pred)
+    print(f"{shape} {grid} intercept={fit_intercept}: float64 rel. prediction diff {diff:.1e}")
+    # With fewer samples than voxels and alpha ~ 1e-6 the fit nearly interpolates: the kernel's
+    # condition number (squared by forming X X^T) bounds the agreement.
+    assert diff < (1e-9 if shape[0] > shape[1] else 1e-6)
+    # himalaya's scores carry its 1e-10 log(alpha) tie-break slope.
+    np.testing.assert_allclose(dec.cv_scores, ref.cv_scores_, rtol=1e-8, atol=1e-8)
+    if grid == "default":
+        assert len(set(dec.alphas)) >= 3  # the data make targets choose different alphas
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("grid", ["paper", "default"])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2]])
+def test_equals_himalaya_float32(shape, grid, fit_intercept):
+    """In float32 predictions agree within 1e-4; a different alpha is only allowed where the two
+    alphas' CV scores tie within float32 rounding."""
+    X, Y, X_test, _ = make_data(*shape, dtype=np.float32)
+    alphas = resolve_alphas(grid)
+    ref_alphas, ref_pred, _ = himalaya_fit(X, Y, X_test, alphas, fit_intercept)
+    dec = fit_ridge_cv(X, Y, alphas=grid, fit_intercept=fit_intercept)
+    assert dec.coef.dtype == np.float32
+    diff = relative_difference(dec.predict(X_test), ref_pred)
+    ours, theirs = grid_index(dec.alphas, alphas), grid_index(ref_alphas, alphas)
+    same = float(np.mean(ours == theirs))
+    print(
+        f"{shape} {grid} intercept={fit_intercept}: float32 same alphas {same:.3f}, diff {diff:.1e}"
+    )
+    assert diff < 1e-4
+    cols = np.flatnonzero(ours != theirs)
+    scores = dec.cv_mean_scores
+    gap = np.abs(scores[ours[cols], cols] - scores[theirs[cols], cols])
+    assert np.all(gap <= 1e-5 * np.abs(scores[ours[cols], cols]))
+
+
+def test_paper_setting_reproduces_takagi_pipeline():
+    """fit_intercept=False + paper grid = StandardScaler + himalaya RidgeCV(alphas) defaults."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    set_backend("numpy", on_error="raise")
+    X, Y, X_test, _ = make_data(150, 25, 12)
+    pipe = make_pipeline(StandardScaler(), RidgeCV(alphas=list(PAPER_ALPHAS))).fit(X, Y)
+    dec = fit_ridge_cv(X, Y, alphas="paper", fit_intercept=False, dtype=np.float64)
+    np.testing.assert_allclose(dec.predict(X_test), pipe.predict(X_test), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dec.intercept, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Backends and chunking
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1]])
+def test_torch_cpu_equals_numpy(shape, fit_intercept):
+    pytest.importorskip("torch")
+    X, Y, X_test, _ = make_data(*shape, dtype=np.float32)
+    a = fit_ridge_cv(X, Y, backend="numpy", fit_intercept=fit_intercept)
+    b = fit_ridge_cv(X, Y, backend="torch", device="cpu", fit_intercept=fit_intercept)
+    np.testing.assert_array_equal(a.alphas, b.alphas)
+    assert b.coef.dtype == np.float32 and isinstance(b.coef, np.ndarray)
+    assert relative_difference(b.coef, a.coef) < 1e-5
+    assert relative_difference(b.predict(X_test), a.predict(X_test)) < 1e-5
+    np.testing.assert_allclose(b.cv_scores, a.cv_scores, rtol=1e-5)
+
+
+def test_auto_backend_runs_on_this_machine():
+    X, Y, X_test, _ = make_data(60, 10, 4, dtype=np.float32)
+    a = fit_ridge_cv(X, Y, backend="auto")
+    b = fit_ridge_cv(X, Y, backend="numpy")
+    np.testing.assert_array_equal(a.alphas, b.alphas)
+    assert relative_difference(a.predict(X_test), b.predict(X_test)) < 1e-5
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1]])
+def test_chunked_equals_unchunked(shape, backend):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    X, Y, X_test, _ = make_data(*shape, dtype=np.float64)
+    whole = fit_ridge_cv(X, Y, dtype=np.float64, backend=backend)
+    for kwargs in ({"chunk_size": 7}, {"chunk_size": 1}, {"memory_budget": 20_000}):
+        part = fit_ridge_cv(X, Y, dtype=np.float64, backend=backend, **kwargs)
+        np.testing.assert_array_equal(part.alphas, whole.alphas)
+        np.testing.assert_allclose(part.coef, whole.coef, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(part.intercept, whole.intercept, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1]])
+def test_low_rank_alpha_products_equal_one_product_per_alpha(shape, backend, monkeypatch, caplog):
+    """The paper's alphas are tiny next to the eigenvalues: in float32 the fold weights have low
+    rank and the CV uses a few products instead of one per alpha, with the same scores.
+    (float64 weights are never compressed: the factorisation cannot match them to 1e-16.)"""
+    import nipype_brainrecon.ridge as ridge
+
+    if backend == "torch":
+        pytest.importorskip("torch")
+    dtype = np.float32
+    X, Y, X_test, _ = make_data(*shape, dtype=dtype)
+    monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", True)
+    with caplog.at_level("DEBUG", logger="nipype_brainrecon.ridge"):
+        fast = fit_ridge_cv(X, Y, alphas="paper", dtype=dtype, backend=backend, chunk_size=7)
+    assert "fold weights have rank" in caplog.text
+    assert max(fast.fit_info["products_per_fold"]) < 7
+    assert fast.fit_info["n_chunks"] == -(-shape[2] // 7)
+    monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", False)
+    slow = fit_ridge_cv(X, Y, alphas="paper", dtype=dtype, backend=backend)
+    assert slow.fit_info["products_per_fold"] == [7] * 5
+    np.testing.assert_allclose(fast.cv_mean_scores, slow.cv_mean_scores, rtol=1e-5)
+    same = fast.alphas == slow.alphas
+    assert same.mean() >= 0.9  # others tie within float32 rounding
+    assert relative_difference(fast.coef[:, same], slow.coef[:, same]) < 1e-5
+
+
+def test_weight_compression_rank_and_accuracy():
+    from nipype_brainrecon.ridge import LOW_RANK_ALPHAS, _compress_weights, _NumpyOps
+
+    assert LOW_RANK_ALPHAS is None  # decided by cost by default
+    ops = _NumpyOps(np.dtype(np.float32))
+    lam = np.linspace(500.0, 20000.0, 1500)
+    w = 1.0 / (lam[:, None] + PAPER_ALPHAS[None, :])
+    factors, mix = _compress_weights(ops, w)
+    rank = factors.shape[1]
+    assert rank <= 3 and mix.shape == (7, rank + 1) and np.all(mix[:, rank] == -1)
+    approx = factors.astype(np.float64) @ mix[:, :rank].T.astype(np.float64)
+    assert np.max(np.abs(approx - w) / w) < 5e-7  # float32 factors
+    # Eigenvalues spread over the default grid: weights are full rank, one product per alpha.
+    lam = np.logspace(-1, 5, 1500)
+    assert _compress_weights(ops, 1.0 / (lam[:, None] + DEFAULT_ALPHAS[None, :]))[0] is None
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------------
+
+
+def test_recovers_known_weights_and_penalises_noise():
+    rng = np.random.default_rng(3)
+    n, p = 2000, 40
+    offsets, scales = rng.uniform(-100, 100, p), rng.uniform(0.1, 10, p)
+    Z = rng.standard_normal((n + 500, p))
+    X = (Z * scales + offsets).astype(np.float32)
+    w_true = rng.standard_normal((p, 6))
+    b_true = rng.normal(0, 5, 6)
+    signal = Z @ w_true + b_true
+    noise_only = rng.standard_normal((n + 500, 6)) * 2
+    Y = np.concatenate([signal + 0.1 * rng.standard_normal(signal.shape), noise_only], 1)
+    dec = fit_ridge_cv(X[:n], Y[:n].astype(np.float32), alphas="default")
+    # Weights on standardised voxels = true weights times the voxel scale / training sd.
+    expected = w_true * (X[:n].astype(np.float64).std(0) / scales)[:, None]
+    np.testing.assert_allclose(dec.coef[:, :6], expected, atol=0.01)
+    pred = dec.predict(X[n:])
+    r = correlation_per_target(Y[n:], pred)
+    print(f"held-out r, signal targets: {np.round(r[:6], 4)}; noise targets: {np.round(r[6:], 3)}")
+    assert np.all(r[:6] > 0.999)
+    np.testing.assert_allclose(pred[:, :6], signal[n:], atol=0.1)
+    # Pure-noise targets get the strongest penalty; clean ones a weak one.
+    assert np.all(dec.alphas[6:] >= 1e3)
+    assert np.all(dec.alphas[:6] <= 10)
+
+
+def test_standardisation_uses_training_statistics_only():
+    X, Y, X_test, _ = make_data(120, 30, 8)
+    dec = fit_ridge_cv(X, Y, dtype=np.float64)
+    np.testing.assert_allclose(dec.mean, X.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(dec.scale, X.std(0), rtol=1e-12)
+    manual = ((X_test - X.mean(0)) / X.std(0)) @ dec.coef + dec.intercept
+    np.testing.assert_allclose(dec.predict(X_test), manual, rtol=1e-10, atol=1e-10)
+    # A constant shift of the test voxels is not standardised away (no test statistics used).
+    shifted = dec.predict(X_test + 1.0)
+    step = np.broadcast_to((1 / X.std(0)) @ dec.coef, shifted.shape)
+    np.testing.assert_allclose(shifted - dec.predict(X_test), step, rtol=1e-7, atol=1e-9)
+    # The fit is invariant to affine rescaling of each training voxel.
+    scale = np.linspace(0.1, 10, X.shape[1])
+    other = fit_ridge_cv(X * scale - 3.0, Y, dtype=np.float64)
+    np.testing.assert_array_equal(other.alphas, dec.alphas)
+    np.testing.assert_allclose(
+        other.predict(X_test * scale - 3.0), dec.predict(X_test), rtol=1e-8, atol=1e-8
+    )
+
+
+def test_constant_and_nonfinite_voxels_are_dropped():
+    X, Y, X_test, _ = make_data(120, 30, 8)
+    bad = X.copy()
+    bad[:, 3] = 7.0
+    bad[5, 10] = np.nan
+    with pytest.warns(RuntimeWarning, match="2 of 30 voxels"):
+        dec = fit_ridge_cv(bad, Y, dtype=np.float64)
+    assert dec.n_voxels == 30 and dec.n_voxels_dropped == 2 and dec.n_voxels_used == 28
+    assert not dec.voxel_mask[3] and not dec.voxel_mask[10]
+    keep = dec.voxel_mask
+    clean = fit_ridge_cv(X[:, keep], Y, dtype=np.float64)
+    np.testing.assert_array_equal(dec.alphas, clean.alphas)
+    np.testing.assert_allclose(dec.predict(X_test), clean.predict(X_test[:, keep]), rtol=1e-10)
+
+
+def test_multidimensional_targets_keep_their_shape():
+    X, Y, X_test, _ = make_data(100, 20, 24)
+    dec = fit_ridge_cv(X, Y.reshape(100, 4, 3, 2))
+    assert dec.target_shape == (4, 3, 2)
+    pred = dec.predict(X_test)
+    assert pred.shape == (X_test.shape[0], 4, 3, 2)
+    flat = fit_ridge_cv(X, Y)
+    np.testing.assert_allclose(pred.reshape(len(X_test), -1), flat.predict(X_test), rtol=1e-6)
+    single = fit_ridge_cv(X, Y[:, 5])
+    assert single.target_shape == () and single.predict(X_test).shape == (X_test.shape[0],)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def test_correlation_and_histogram_helpers():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((50, 3)), rng.standard_normal((50, 3))
+    r = correlation_per_target(a, b)
+    np.testing.assert_allclose(r, [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(3)])
+    assert np.isnan(correlation_per_target(a, np.ones_like(a))).all()
+    counts = alpha_histogram(np.float32([1e-6, 1, 1, 0.1]), PAPER_ALPHAS)
+    assert list(counts) == list(PAPER_ALPHAS)
+    assert counts[1.0] == 2 and counts[0.1] == 1 and counts[1e-6] == 1 and sum(counts.values()) == 4
+    np.testing.assert_array_equal(resolve_alphas("default"), DEFAULT_ALPHAS)
+    assert DEFAULT_ALPHAS.min() == 1e-2 and DEFAULT_ALPHAS.max() == 1e7
+
+
+def test_alpha_report_is_logged(caplog):
+    X, Y, _, _ = make_data(80, 10, 6)
+    with caplog.at_level("INFO", logger="nipype_brainrecon.ridge"):
+        dec = fit_ridge_cv(X, Y, alphas=[1e-3, 1e9])
+    assert "chosen alphas" in caplog.text
+    assert sum(dec.alpha_counts().values()) == 6
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and loading
+# --------------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path):
+    X, Y, X_test, _ = make_data(90, 20, 12, dtype=np.float32)
+    X[:, 4] = 1.0
+    with pytest.warns(RuntimeWarning):
+        dec = fit_ridge_cv(X, Y.reshape(90, 3, 4), metadata={"ROI": "early"})
+    paths = save_decoder(dec, tmp_path / "sub-01_desc-z_decoder", {"ModelId": "tiny", "Seed": 3})
+    assert [p.name for p in paths] == [
+        "sub-01_desc-z_decoder.safetensors",
+        "sub-01_desc-z_decoder.json",
+    ]
+    sidecar = json.loads(paths[1].read_text())
+    assert sidecar["NVoxels"] == 20 and sidecar["NVoxelsDropped"] == 1
+    assert sidecar["TargetShape"] == [3, 4] and sidecar["NTargets"] == 12
+    assert sum(sidecar["AlphaCounts"].values()) == 12
+    assert sidecar["Metadata"] == {"ROI": "early", "ModelId": "tiny", "Seed": 3}
+    for name in (paths[0], paths[1], tmp_path / "sub-01_desc-z_decoder"):
+        back = load_decoder(name)
+        assert isinstance(back, RidgeDecoder)
+        for field in ("coef", "intercept", "voxel_mask", "mean", "scale", "alphas", "cv_scores"):
+            np.testing.assert_array_equal(getattr(back, field), getattr(dec, field))
+        assert back.target_shape == (3, 4) and back.metadata["Seed"] == 3
+        np.testing.assert_array_equal(back.predict(X_test), dec.predict(X_test))
+    assert not list(tmp_path.glob(".*"))  # no temporary leftovers
+
+
+def test_load_rejects_bad_files(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    X, Y, _, _ = make_data(60, 10, 5, dtype=np.float32)
+    tensors, sidecar = save_decoder(fit_ridge_cv(X, Y), tmp_path / "dec")
+    with pytest.raises(MissingInputError, match="not found"):
+        load_decoder(tmp_path / "absent")
+    good = json.loads(sidecar.read_text())
+
+    sidecar.write_text(json.dumps({**good, "BrainreconRidgeDecoder": 99}))
+    with pytest.raises(DataError, match="format 99"):
+        load_decoder(tensors)
+    sidecar.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_decoder(tensors)
+    sidecar.write_text(json.dumps({**good, "NTargets": 6, "TargetShape": [6]}))
+    with pytest.raises(DataError, match="coef has shape"):
+        load_decoder(tensors)
+    sidecar.write_text(json.dumps(good))
+    arrays = load_file(tensors)
+    save_file({**arrays, "voxel_mask": arrays["voxel_mask"].astype(np.uint8)}, tensors)
+    with pytest.raises(DataError, match="voxel_mask"):
+        load_decoder(tensors)
+    save_file({**arrays, "intercept": arrays["intercept"][:3]}, tensors)
+    with pytest.raises(DataError, match="intercept"):
+        load_decoder(tensors)
+    save_file({k: v for k, v in arrays.items() if k != "scale"}, tensors)
+    with pytest.raises(DataError, match="missing arrays"):
+        load_decoder(tensors)
+    tensors.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="safetensors"):
+        load_decoder(tensors)
+    with pytest.raises(UsageError, match="JSON"):
+        save_decoder(fit_ridge_cv(X, Y), tmp_path / "x", {"bad": object()})
+
+
+# --------------------------------------------------------------------------------------------
+# Bad inputs
+# --------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs():
+    X, Y, _, _ = make_data(60, 10, 5)
+    with pytest.raises(DataError, match="4 training samples for 5 folds"):
+        fit_ridge_cv(X[:4], Y[:4])
+    with pytest.raises(DataError, match="60 samples but Y has 59"):
+        fit_ridge_cv(X, Y[:59])
+    with pytest.raises(DataError, match="n_samples, n_voxels"):
+        fit_ridge_cv(X[:, 0], Y)
+    bad_y = Y.copy()
+    bad_y[3, 2] = np.inf
+    with pytest.raises(DataError, match="non-finite values in targets"):
+        fit_ridge_cv(X, bad_y)
+    with pytest.raises(DataError, match="every voxel"):
+        fit_ridge_cv(np.ones_like(X), Y)
+    for alphas in ("huge", [], [0.0, 1.0], [1.0, 1.0], [np.nan]):
+        with pytest.raises(UsageError, match="alphas"):
+            fit_ridge_cv(X, Y, alphas=alphas)
+    with pytest.raises(UsageError, match="n_folds"):
+        fit_ridge_cv(X, Y, n_folds=1)
+    with pytest.raises(UsageError, match="backend"):
+        fit_ridge_cv(X, Y, backend="jax")
+    with pytest.raises(UsageError, match="dtype"):
+        fit_ridge_cv(X, Y, dtype=np.int32)
+    with pytest.raises(UsageError, match="chunk_size"):
+        fit_ridge_cv(X, Y, chunk_size=0)
+    dec = fit_ridge_cv(X, Y)
+    with pytest.raises(DataError, match=r"\(n_samples, 10\)"):
+        dec.predict(X[:, :9])
+    bad_x = X[:3].copy()
+    bad_x[0, 0] = np.nan
+    with pytest.raises(DataError, match="non-finite"):
+        dec.predict(bad_x)
