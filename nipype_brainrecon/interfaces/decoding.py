@@ -1,0 +1,391 @@
+"""Interfaces of the decoding stage: betas, stimulus features, split, ridge fit and prediction.
+
+Arrays travel between nodes as ``.npy`` files with a TSV naming their rows (``stim_id``);
+decoders as safetensors + JSON sidecar. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+
+class _SingleTrialBetasInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="preprocessed 4D BOLD run (fMRIPrep)")
+    events_file = File(exists=True, mandatory=True, desc="BIDS events.tsv with a stim_file column")
+    confounds_file = File(exists=True, desc="fMRIPrep desc-confounds_timeseries.tsv")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask of the run")
+    method = traits.Enum("lss", "lsa", usedefault=True, desc="least-squares separate or all")
+    hrf_model = traits.Str("glover", usedefault=True, desc="nilearn HRF model name")
+    drift_model = traits.Enum("cosine", "polynomial", None, usedefault=True, desc="drift model")
+    high_pass = traits.Float(1 / 128, usedefault=True, desc="cosine drift cut-off (Hz)")
+    confounds = traits.Either(
+        traits.Str,
+        traits.List(traits.Str),
+        default="motion+derivatives",
+        usedefault=True,
+        desc="confound preset or list of confound columns",
+    )
+    noise_model = traits.Enum("ols", "ar1", usedefault=True, desc="GLM noise model")
+    repetition_time = traits.Float(desc="TR in seconds (default: from the BOLD header)")
+    run_label = traits.Str(desc="run label written into the trials table")
+
+
+class _SingleTrialBetasOutputSpec(TraitedSpec):
+    betas_file = File(exists=True, desc="4D NIfTI, one volume per trial")
+    trials_file = File(exists=True, desc="trials table (run, onset, stim_file, stim_id, ...)")
+
+
+class SingleTrialBetas(SimpleInterface):
+    """Estimate one beta per trial for a run (all trials solved together).
+
+    See :func:`nipype_brainrecon.glm.estimate_single_trial_betas`.
+    """
+
+    input_spec = _SingleTrialBetasInputSpec
+    output_spec = _SingleTrialBetasOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..glm import estimate_single_trial_betas, save_betas
+
+        inputs = self.inputs
+        betas, trials = estimate_single_trial_betas(
+            inputs.bold_file,
+            inputs.events_file,
+            inputs.confounds_file if isdefined(inputs.confounds_file) else None,
+            inputs.mask_file,
+            method=inputs.method,
+            hrf_model=inputs.hrf_model,
+            drift_model=inputs.drift_model,
+            high_pass=inputs.high_pass,
+            confounds=inputs.confounds,
+            noise_model=inputs.noise_model,
+            t_r=inputs.repetition_time if isdefined(inputs.repetition_time) else None,
+            run=inputs.run_label if isdefined(inputs.run_label) else None,
+        )
+        betas_file, trials_file = save_betas(
+            betas,
+            trials,
+            os.path.join(runtime.cwd, "betas.nii.gz"),
+            os.path.join(runtime.cwd, "trials.tsv"),
+        )
+        self._results.update(betas_file=str(betas_file), trials_file=str(trials_file))
+        return runtime
+
+
+class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
+    trials_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="trials tables naming the stimuli shown"
+    )
+    stimuli_dir = traits.Directory(exists=True, mandatory=True, desc="the dataset's stimuli/")
+    captions_file = File(exists=True, mandatory=True, desc="captions table (stim_file, caption)")
+    dataset_dir = traits.Directory(exists=True, desc="BIDS root (stimulus links may point in it)")
+    model = traits.Str(mandatory=True, desc="diffusers model folder or hub id")
+    resolution = traits.Int(320, usedefault=True, desc="image size before VAE encoding (px)")
+    batch_size = traits.Int(8, usedefault=True, desc="images (or captions) per model call")
+    cache_dir = traits.Directory(desc="feature cache shared across subjects and reruns")
+    device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
+    progress = traits.Bool(False, usedefault=True, desc="show progress bars")
+
+
+class _StimulusFeaturesOutputSpec(TraitedSpec):
+    z_file = File(exists=True, desc="VAE latents z of every stimulus (.npy)")
+    c_file = File(exists=True, desc="mean caption embeddings c of every stimulus (.npy)")
+    stimuli_file = File(exists=True, desc="TSV naming the rows: stim_id, stim_file")
+    model_info = traits.Dict(desc="model identity and feature shapes")
+
+
+class StimulusFeatures(SimpleInterface):
+    """Encode every stimulus shown: z from the VAE, c from the text encoder (cached on disk)."""
+
+    input_spec = _StimulusFeaturesInputSpec
+    output_spec = _StimulusFeaturesOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+        import pandas as pd
+
+        from ..bids import read_captions, resolve_stim_file
+        from ..errors import DataError
+        from ..features import encode_captions_c, encode_images_z
+        from ..models import load_text_encoder, load_vae, model_identity
+
+        inputs = self.inputs
+        stimuli_dir = Path(inputs.stimuli_dir)
+        dataset_dir = Path(inputs.dataset_dir) if isdefined(inputs.dataset_dir) else stimuli_dir
+        device = inputs.device if isdefined(inputs.device) else None
+        cache = inputs.cache_dir if isdefined(inputs.cache_dir) else None
+        files: dict[str, str] = {}
+        for trials_file in inputs.trials_files:
+            table = pd.read_csv(trials_file, sep="\t", dtype={"stim_id": str, "stim_file": str})
+            for sid, sfile in zip(table["stim_id"], table["stim_file"], strict=True):
+                if files.setdefault(sid, sfile) != sfile:
+                    raise DataError(
+                        f"{trials_file}: stimulus id {sid!r} names two files "
+                        f"({files[sid]!r}, {sfile!r}); image file names must be unique"
+                    )
+        stim_ids = sorted(files)
+        paths = [
+            resolve_stim_file(
+                files[s], stimuli_dir, dataset_dir=dataset_dir, source=Path(inputs.captions_file)
+            )
+            for s in stim_ids
+        ]
+        captions = read_captions(inputs.captions_file, stimuli_dir, dataset_dir=dataset_dir)
+        lacking = [files[s] for s, p in zip(stim_ids, paths, strict=True) if p not in captions]
+        if lacking:
+            raise DataError(
+                f"{inputs.captions_file}: no caption for {len(lacking)} shown image(s), "
+                f"e.g. {lacking[:3]}; add rows to the captions table"
+            )
+        model = inputs.model
+        model_id = model_identity(model) if Path(model).is_dir() else model
+        z = encode_images_z(
+            paths,
+            lambda: load_vae(model, device=device),
+            resolution=inputs.resolution,
+            batch_size=inputs.batch_size,
+            device=device,
+            cache_dir=cache,
+            model_id=model_id,
+            progress=inputs.progress,
+        )
+        c = encode_captions_c(
+            {s: captions[p] for s, p in zip(stim_ids, paths, strict=True)},
+            text_encoder=lambda: load_text_encoder(model, device=device),
+            batch_size=max(inputs.batch_size, 16),
+            device=device,
+            cache_dir=cache,
+            model_id=model_id,
+            progress=inputs.progress,
+        )
+        out = Path(runtime.cwd)
+        np.save(out / "z.npy", z)
+        np.save(out / "c.npy", c)
+        pd.DataFrame({"stim_id": stim_ids, "stim_file": [files[s] for s in stim_ids]}).to_csv(
+            out / "stimuli.tsv", sep="\t", index=False
+        )
+        self._results.update(
+            z_file=str(out / "z.npy"),
+            c_file=str(out / "c.npy"),
+            stimuli_file=str(out / "stimuli.tsv"),
+            model_info={
+                "model": str(model),
+                "model_id": model_id,
+                "resolution": int(inputs.resolution),
+                "z_shape": list(z.shape[1:]),
+                "c_shape": list(c.shape[1:]),
+            },
+        )
+        return runtime
+
+
+class _SplitTrialsInputSpec(BaseInterfaceInputSpec):
+    data_file = File(exists=True, mandatory=True, desc="trials × voxels matrix (.npy)")
+    trials_file = File(exists=True, mandatory=True, desc="trials table in the rows' order")
+    test_set = traits.Str(
+        "repeats",
+        usedefault=True,
+        desc="'repeats' (stimuli shown more than once), 'column:<name>' or a list file",
+    )
+
+
+class _SplitTrialsOutputSpec(TraitedSpec):
+    train_data_file = File(exists=True, desc="single training trials × voxels (.npy)")
+    train_stimuli_file = File(exists=True, desc="TSV: stim_id of each training trial")
+    test_data_file = File(exists=True, desc="test stimuli × voxels, mean over repeats (.npy)")
+    test_stimuli_file = File(exists=True, desc="TSV: stim_id, repeats of each test stimulus")
+    split_info = traits.Dict(desc="how the test set was chosen, with counts")
+
+
+class SplitTrials(SimpleInterface):
+    """Training = single trials of training stimuli; test = mean over each test stimulus's repeats."""
+
+    input_spec = _SplitTrialsInputSpec
+    output_spec = _SplitTrialsOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+        import pandas as pd
+
+        from ..split import split_trials
+
+        trials = pd.read_csv(self.inputs.trials_file, sep="\t", dtype={"stim_id": str})
+        data = np.load(self.inputs.data_file, mmap_mode="r")
+        split = split_trials(
+            trials, data, test=self.inputs.test_set, source=self.inputs.trials_file
+        )
+        out = Path(runtime.cwd)
+        np.save(out / "train_data.npy", split.train_data)
+        np.save(out / "test_data.npy", split.test_data)
+        pd.DataFrame({"stim_id": split.train_stimuli}).to_csv(
+            out / "train_stimuli.tsv", sep="\t", index=False
+        )
+        pd.DataFrame({"stim_id": split.test_stimuli, "repeats": split.test_repeats}).to_csv(
+            out / "test_stimuli.tsv", sep="\t", index=False
+        )
+        self._results.update(
+            train_data_file=str(out / "train_data.npy"),
+            train_stimuli_file=str(out / "train_stimuli.tsv"),
+            test_data_file=str(out / "test_data.npy"),
+            test_stimuli_file=str(out / "test_stimuli.tsv"),
+            split_info=split.summary(),
+        )
+        return runtime
+
+
+def _rows_for(stimuli_file: str, features_stimuli_file: str, features_file: str):
+    """Feature rows in the order of ``stimuli_file``'s stim_id column."""
+    import numpy as np
+    import pandas as pd
+
+    from ..errors import DataError
+
+    wanted = pd.read_csv(stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"].tolist()
+    table = pd.read_csv(features_stimuli_file, sep="\t", dtype={"stim_id": str})
+    index = {sid: i for i, sid in enumerate(table["stim_id"])}
+    absent = sorted(set(wanted) - set(index))
+    if absent:
+        raise DataError(f"{features_file}: no features for stimulus/stimuli {absent[:5]}")
+    features = np.load(features_file, mmap_mode="r")
+    return np.asarray(features[[index[s] for s in wanted]]), wanted
+
+
+class _FitDecoderInputSpec(BaseInterfaceInputSpec):
+    train_data_file = File(exists=True, mandatory=True, desc="training trials × voxels (.npy)")
+    train_stimuli_file = File(exists=True, mandatory=True, desc="stim_id of each training row")
+    features_file = File(exists=True, mandatory=True, desc="target features of every stimulus")
+    features_stimuli_file = File(exists=True, mandatory=True, desc="stim_id of each feature row")
+    alphas = traits.Either(
+        traits.Enum("default", "paper"),
+        traits.List(traits.Float),
+        default="default",
+        usedefault=True,
+        desc="alpha grid: 'default' (wide), 'paper' (1e-6..1) or explicit values",
+    )
+    n_folds = traits.Int(5, usedefault=True, desc="cross-validation folds for the alpha choice")
+    backend = traits.Enum("auto", "numpy", "torch", usedefault=True, desc="solver backend")
+    target_label = traits.Str(mandatory=True, desc="what is decoded (z or c)")
+    roi_label = traits.Str(mandatory=True, desc="ROI the voxels come from")
+    metadata = traits.Dict(desc="provenance written into the decoder sidecar")
+    use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
+
+
+class _FitDecoderOutputSpec(TraitedSpec):
+    decoder_file = File(exists=True, desc="decoder weights (safetensors)")
+    sidecar_file = File(exists=True, desc="decoder sidecar (JSON)")
+    alpha_counts = traits.Dict(desc="how many targets chose each alpha")
+
+
+class FitDecoder(SimpleInterface):
+    """Fit a ridge decoder (alpha chosen per target by K-fold CV) and save it."""
+
+    input_spec = _FitDecoderInputSpec
+    output_spec = _FitDecoderOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+
+        from ..ridge import fit_ridge_cv, save_decoder
+
+        inputs = self.inputs
+        y, _ = _rows_for(
+            inputs.train_stimuli_file, inputs.features_stimuli_file, inputs.features_file
+        )
+        x = np.load(inputs.train_data_file)
+        metadata = dict(inputs.metadata) if isdefined(inputs.metadata) else {}
+        metadata.update(target=inputs.target_label, roi=inputs.roi_label)
+        alphas = inputs.alphas if isinstance(inputs.alphas, str) else np.asarray(inputs.alphas)
+        decoder = fit_ridge_cv(
+            x,
+            y,
+            alphas=alphas,
+            n_folds=inputs.n_folds,
+            backend=inputs.backend,
+            metadata=metadata,
+        )
+        stem = Path(runtime.cwd) / f"target-{inputs.target_label}_roi-{inputs.roi_label}_decoder"
+        weights, sidecar = save_decoder(decoder, stem, metadata)
+        self._results.update(
+            decoder_file=str(weights),
+            sidecar_file=str(sidecar),
+            alpha_counts={f"{a:g}": int(n) for a, n in decoder.alpha_counts().items()},
+        )
+        return runtime
+
+
+class _PredictDecoderInputSpec(BaseInterfaceInputSpec):
+    decoder_file = File(exists=True, mandatory=True, desc="decoder weights (safetensors)")
+    test_data_file = File(exists=True, mandatory=True, desc="test stimuli × voxels (.npy)")
+    test_stimuli_file = File(exists=True, mandatory=True, desc="stim_id of each test row")
+    features_file = File(exists=True, desc="true features of every stimulus, to score against")
+    features_stimuli_file = File(exists=True, desc="stim_id of each feature row")
+    train_stimuli_file = File(exists=True, desc="training stim_ids, for the mean-feature baseline")
+
+
+class _PredictDecoderOutputSpec(TraitedSpec):
+    predicted_file = File(exists=True, desc="predicted features of the test stimuli (.npy)")
+    scores_file = File(desc="decoding scores with chance and baseline (JSON)")
+    scores = traits.Dict(desc="decoding scores with chance and baseline")
+
+
+class PredictDecoder(SimpleInterface):
+    """Predict features of the test stimuli and score them against the true features.
+
+    Scores: mean per-target Pearson r over test stimuli (chance 0), pattern r per stimulus with
+    the mean-training-feature baseline, and two-way identification (chance 0.5).
+    """
+
+    input_spec = _PredictDecoderInputSpec
+    output_spec = _PredictDecoderOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+
+        from ..metrics import decoding_scores
+        from ..ridge import load_decoder
+
+        inputs = self.inputs
+        decoder = load_decoder(inputs.decoder_file)
+        x = np.load(inputs.test_data_file)
+        predicted = decoder.predict(x).reshape((len(x), *decoder.target_shape))
+        out = Path(runtime.cwd)
+        np.save(out / "predicted.npy", predicted.astype(np.float32))
+        self._results["predicted_file"] = str(out / "predicted.npy")
+        if isdefined(inputs.features_file) and isdefined(inputs.features_stimuli_file):
+            truth, _ = _rows_for(
+                inputs.test_stimuli_file, inputs.features_stimuli_file, inputs.features_file
+            )
+            baseline = None
+            if isdefined(inputs.train_stimuli_file):
+                train, _ = _rows_for(
+                    inputs.train_stimuli_file, inputs.features_stimuli_file, inputs.features_file
+                )
+                baseline = train.mean(axis=0)
+            scores = decoding_scores(truth, predicted, baseline=baseline)
+            scores.update(
+                target=decoder.metadata.get("target"),
+                roi=decoder.metadata.get("roi"),
+                n_voxels=decoder.n_voxels_used,
+            )
+            (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+            self._results.update(scores_file=str(out / "scores.json"), scores=scores)
+        return runtime

@@ -1,0 +1,247 @@
+"""The decoding workflow: from fMRIPrep outputs to decoded z (early ROI) and c (ventral ROI)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from nipype_brainrecon.interfaces.decoding import (
+    FitDecoder,
+    PredictDecoder,
+    SingleTrialBetas,
+    SplitTrials,
+    StimulusFeatures,
+)
+from nipype_brainrecon.interfaces.rois import ExtractRoiData, RoiMask
+
+INPUT_FIELDS = [
+    "bold_files",
+    "events_files",
+    "confounds_files",
+    "mask_files",
+    "run_labels",
+    "betas_files",
+    "trials_files",
+    "dseg_file",
+    "labels_file",
+    "stimuli_dir",
+    "captions_file",
+    "dataset_dir",
+    "model",
+]
+OUTPUT_FIELDS = [
+    "betas_files",
+    "trials_files",
+    "z_roi_file",
+    "c_roi_file",
+    "z_file",
+    "c_file",
+    "stimuli_file",
+    "model_info",
+    "split_info",
+    "test_stimuli_file",
+    "train_stimuli_file",
+    "z_decoder_file",
+    "z_decoder_sidecar",
+    "c_decoder_file",
+    "c_decoder_sidecar",
+    "z_alpha_counts",
+    "c_alpha_counts",
+    "z_predicted_file",
+    "c_predicted_file",
+    "z_scores",
+    "c_scores",
+]
+
+
+def _first(items):
+    return items[0]
+
+
+def _roi_label(names):
+    return "+".join(names) if isinstance(names, list | tuple) else str(names)
+
+
+def init_decoding_wf(
+    *,
+    precomputed_betas: bool = False,
+    z_roi: str | Sequence[str] = "early",
+    c_roi: str | Sequence[str] = "ventral",
+    betas_method: str = "lss",
+    noise_model: str = "ols",
+    confounds: str | Sequence[str] = "motion+derivatives",
+    resolution: int = 320,
+    test_set: str = "repeats",
+    alphas: str | Sequence[float] = "default",
+    n_folds: int = 5,
+    backend: str = "auto",
+    feature_cache: str | None = None,
+    device: str | None = None,
+    metadata: dict | None = None,
+    omp_nthreads: int = 1,
+    name: str = "decoding_wf",
+) -> pe.Workflow:
+    """Build the decoding workflow of one participant.
+
+    Single-trial betas per run (or precomputed ones) → ROI voxel matrices → train/test split →
+    stimulus features z and c → ridge decoders (z from ``z_roi``, c from ``c_roi``) → decoded
+    features of the test stimuli, scored with chance levels and a baseline.
+
+    Parameters
+    ----------
+    precomputed_betas : bool
+        Take ``inputnode.betas_files``/``trials_files`` instead of estimating betas.
+    z_roi, c_roi : str or list of str
+        Region name(s) of the label table decoding z and c (paper: early and ventral).
+    betas_method, noise_model, confounds
+        Single-trial GLM settings (see :func:`nipype_brainrecon.glm.estimate_single_trial_betas`).
+    resolution : int
+        Image size for z (320 in the paper).
+    test_set : str
+        ``"repeats"``, ``"column:<name>"`` or a list file (see :mod:`nipype_brainrecon.split`).
+    alphas, n_folds, backend
+        Ridge settings (see :func:`nipype_brainrecon.ridge.fit_ridge_cv`).
+    feature_cache : str, optional
+        Folder caching stimulus features across subjects and reruns.
+    device : str, optional
+        Torch device of feature extraction and the torch ridge backend.
+    metadata : dict, optional
+        Provenance recorded in each decoder's sidecar (model id, seed, version ...).
+    omp_nthreads : int
+        Threads of the numerical nodes (scheduling hint for MultiProc and clusters).
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    bold_files, events_files, confounds_files, mask_files, run_labels
+        One entry per run (fMRIPrep preproc BOLD, BIDS events, confounds, brain mask).
+    betas_files, trials_files
+        Precomputed single-trial betas and their trials tables (``precomputed_betas=True``).
+    dseg_file, labels_file
+        ROI segmentation and its look-up table.
+    stimuli_dir, captions_file, dataset_dir
+        The stimuli folder, its captions table and the BIDS root.
+    model
+        diffusers model folder or hub id giving the VAE and text encoder.
+
+    Outputs
+    -------
+    See ``OUTPUT_FIELDS``: betas, ROI masks, features, decoders, predictions and scores.
+
+    Examples
+    --------
+    >>> wf = init_decoding_wf()
+    >>> sorted(wf.list_node_names())[:3]
+    ['betas', 'extract_c', 'extract_z']
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
+    z_label, c_label = _roi_label(z_roi), _roi_label(c_roi)
+    z_names = [z_roi] if isinstance(z_roi, str) else list(z_roi)
+    c_names = [c_roi] if isinstance(c_roi, str) else list(c_roi)
+    meta = dict(metadata or {})
+
+    betas_out = pe.Node(
+        niu.IdentityInterface(fields=["betas_files", "trials_files"]), name="betas_out"
+    )
+    if precomputed_betas:
+        workflow.connect([
+            (inputnode, betas_out, [("betas_files", "betas_files"),
+                                    ("trials_files", "trials_files")]),
+        ])  # fmt: skip
+    else:
+        betas = pe.MapNode(
+            SingleTrialBetas(method=betas_method, noise_model=noise_model, confounds=confounds),
+            iterfield=["bold_file", "events_file", "confounds_file", "mask_file", "run_label"],
+            name="betas",
+            mem_gb=2.0,
+            n_procs=omp_nthreads,
+        )
+        workflow.connect([
+            (inputnode, betas, [("bold_files", "bold_file"),
+                                ("events_files", "events_file"),
+                                ("confounds_files", "confounds_file"),
+                                ("mask_files", "mask_file"),
+                                ("run_labels", "run_label")]),
+            (betas, betas_out, [("betas_file", "betas_files"),
+                                ("trials_file", "trials_files")]),
+        ])  # fmt: skip
+
+    features = pe.Node(
+        StimulusFeatures(resolution=resolution), name="features", mem_gb=4.0, n_procs=omp_nthreads
+    )
+    if feature_cache:
+        features.inputs.cache_dir = feature_cache
+    if device:
+        features.inputs.device = device
+    workflow.connect([
+        (inputnode, features, [("stimuli_dir", "stimuli_dir"),
+                               ("captions_file", "captions_file"),
+                               ("dataset_dir", "dataset_dir"),
+                               ("model", "model")]),
+        (betas_out, features, [("trials_files", "trials_files")]),
+        (betas_out, outputnode, [("betas_files", "betas_files"),
+                                 ("trials_files", "trials_files")]),
+        (features, outputnode, [("z_file", "z_file"),
+                                ("c_file", "c_file"),
+                                ("stimuli_file", "stimuli_file"),
+                                ("model_info", "model_info")]),
+    ])  # fmt: skip
+
+    use_gpu = backend == "torch" or (device or "").startswith("cuda")
+    for target, names, label in (("z", z_names, z_label), ("c", c_names, c_label)):
+        roi = pe.Node(RoiMask(roi_names=names, roi_label=label), name=f"roi_{target}")
+        extract = pe.Node(ExtractRoiData(), name=f"extract_{target}", mem_gb=2.0)
+        split = pe.Node(SplitTrials(test_set=test_set), name=f"split_{target}", mem_gb=2.0)
+        fit = pe.Node(
+            FitDecoder(
+                alphas=alphas,
+                n_folds=n_folds,
+                backend=backend,
+                target_label=target,
+                roi_label=label,
+                metadata=meta,
+                use_gpu=use_gpu,
+            ),
+            name=f"fit_{target}",
+            mem_gb=8.0,
+            n_procs=omp_nthreads,
+        )
+        predict = pe.Node(PredictDecoder(), name=f"predict_{target}", mem_gb=2.0)
+        workflow.connect([
+            (inputnode, roi, [("dseg_file", "dseg_file"),
+                              ("labels_file", "labels_file"),
+                              (("mask_files", _first), "brain_mask")]),
+            (betas_out, roi, [(("betas_files", _first), "reference_file")]),
+            (betas_out, extract, [("betas_files", "betas_files"),
+                                  ("trials_files", "trials_files")]),
+            (roi, extract, [("roi_file", "roi_file")]),
+            (extract, split, [("data_file", "data_file"), ("trials_file", "trials_file")]),
+            (split, fit, [("train_data_file", "train_data_file"),
+                          ("train_stimuli_file", "train_stimuli_file")]),
+            (features, fit, [(f"{target}_file", "features_file"),
+                             ("stimuli_file", "features_stimuli_file")]),
+            (fit, predict, [("decoder_file", "decoder_file")]),
+            (split, predict, [("test_data_file", "test_data_file"),
+                              ("test_stimuli_file", "test_stimuli_file"),
+                              ("train_stimuli_file", "train_stimuli_file")]),
+            (features, predict, [(f"{target}_file", "features_file"),
+                                 ("stimuli_file", "features_stimuli_file")]),
+            (roi, outputnode, [("roi_file", f"{target}_roi_file")]),
+            (fit, outputnode, [("decoder_file", f"{target}_decoder_file"),
+                               ("sidecar_file", f"{target}_decoder_sidecar"),
+                               ("alpha_counts", f"{target}_alpha_counts")]),
+            (predict, outputnode, [("predicted_file", f"{target}_predicted_file"),
+                                   ("scores", f"{target}_scores")]),
+        ])  # fmt: skip
+        if target == "z":
+            workflow.connect([
+                (split, outputnode, [("split_info", "split_info"),
+                                     ("test_stimuli_file", "test_stimuli_file"),
+                                     ("train_stimuli_file", "train_stimuli_file")]),
+            ])  # fmt: skip
+    return workflow
