@@ -1,0 +1,250 @@
+"""Interfaces of the reconstruction stage: diffusion img2img from decoded features, evaluation."""
+
+from __future__ import annotations
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+
+class _ReconstructInputSpec(BaseInterfaceInputSpec):
+    z_file = File(exists=True, mandatory=True, desc="decoded latents z of the test stimuli (.npy)")
+    c_file = File(exists=True, mandatory=True, desc="decoded caption embeddings c (.npy)")
+    stimuli_file = File(exists=True, mandatory=True, desc="TSV: stim_id of each row of z and c")
+    stim_ids = InputMultiObject(
+        traits.Str, desc="reconstruct only these stimuli (for MapNode splits); default all"
+    )
+    model = traits.Str(mandatory=True, desc="diffusers model folder or hub id")
+    mode = traits.Enum("z+c", "z", "c", usedefault=True, desc="z+c (paper), z only or c only")
+    n_samples = traits.Int(5, usedefault=True, desc="samples per test image (paper: 5)")
+    strength = traits.Float(0.8, usedefault=True, desc="img2img noise strength (paper: 0.8)")
+    num_inference_steps = traits.Int(50, usedefault=True, desc="DDIM steps (paper: 50)")
+    guidance_scale = traits.Float(5.0, usedefault=True, desc="classifier-free guidance (paper: 5)")
+    seed = traits.Int(42, usedefault=True, desc="random seed (paper: 42)")
+    batch_size = traits.Int(8, usedefault=True, desc="images × samples per network call")
+    output_size = traits.Int(desc="resize outputs to this size (px); default the model's own")
+    device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
+    use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
+    progress = traits.Bool(False, usedefault=True, desc="show a progress bar")
+
+
+class _ReconstructOutputSpec(TraitedSpec):
+    images_file = File(exists=True, desc="uint8 array (n_images, n_samples, H, W, 3) (.npy)")
+    stimuli_file = File(exists=True, desc="TSV: stim_id of each image row")
+    settings = traits.Dict(desc="every reconstruction setting, for provenance")
+
+
+class Reconstruct(SimpleInterface):
+    """Reconstruct images from decoded z and c with the paper's img2img recipe.
+
+    See :func:`nipype_brainrecon.diffusion.reconstruct`. Any subset of stimuli can be given
+    (``stim_ids``): seeds depend on the stimulus and sample only, so a split run equals a
+    whole one.
+    """
+
+    input_spec = _ReconstructInputSpec
+    output_spec = _ReconstructOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+        import pandas as pd
+
+        from ..diffusion import reconstruct
+        from ..errors import DataError
+        from ..models import load_pipeline
+
+        inputs = self.inputs
+        table = pd.read_csv(inputs.stimuli_file, sep="\t", dtype={"stim_id": str})
+        all_ids = table["stim_id"].tolist()
+        wanted = (
+            list(inputs.stim_ids) if isdefined(inputs.stim_ids) and inputs.stim_ids else all_ids
+        )
+        unknown = sorted(set(wanted) - set(all_ids))
+        if unknown:
+            raise DataError(f"{inputs.stimuli_file}: no decoded features for {unknown[:5]}")
+        rows = [all_ids.index(s) for s in wanted]
+        z = np.load(inputs.z_file, mmap_mode="r")
+        c = np.load(inputs.c_file, mmap_mode="r")
+        for name, arr in (("z", z), ("c", c)):
+            if len(arr) != len(all_ids):
+                raise DataError(
+                    f"{getattr(inputs, name + '_file')}: {len(arr)} rows but {len(all_ids)} "
+                    f"stimuli in {inputs.stimuli_file}"
+                )
+        pipe = load_pipeline(
+            inputs.model, device=inputs.device if isdefined(inputs.device) else None
+        )
+        settings = {
+            "mode": inputs.mode,
+            "n_samples": inputs.n_samples,
+            "strength": inputs.strength,
+            "num_inference_steps": inputs.num_inference_steps,
+            "guidance_scale": inputs.guidance_scale,
+            "seed": inputs.seed,
+        }
+        images = reconstruct(
+            pipe,
+            np.asarray(z[rows]),
+            np.asarray(c[rows]),
+            stim_ids=wanted,
+            batch_size=inputs.batch_size,
+            output_size=inputs.output_size if isdefined(inputs.output_size) else None,
+            progress=inputs.progress,
+            **settings,
+        )
+        out = Path(runtime.cwd)
+        np.save(out / "images.npy", images)
+        pd.DataFrame({"stim_id": wanted}).to_csv(out / "stimuli.tsv", sep="\t", index=False)
+        settings["model"] = str(inputs.model)
+        self._results.update(
+            images_file=str(out / "images.npy"),
+            stimuli_file=str(out / "stimuli.tsv"),
+            settings=settings,
+        )
+        return runtime
+
+
+class _EvaluateInputSpec(BaseInterfaceInputSpec):
+    images_file = File(exists=True, mandatory=True, desc="reconstructions (n, S, H, W, 3) (.npy)")
+    stimuli_file = File(exists=True, mandatory=True, desc="TSV: stim_id of each image row")
+    stim_files = traits.Dict(
+        traits.Str, traits.Str, mandatory=True, desc="stim_id → path of the seen image"
+    )
+    baseline_images_files = traits.Dict(
+        traits.Str, File(exists=True), desc="baseline name → reconstructions-like array (.npy)"
+    )
+    mean_image_ids = InputMultiObject(
+        traits.Str, desc="training stim_ids whose mean image is the trivial baseline"
+    )
+    extractors = InputMultiObject(
+        traits.Str, value=["pixels", "lowlevel"], usedefault=True, desc="feature extractors"
+    )
+    size = traits.Int(425, usedefault=True, desc="image size of PixCorr and SSIM (px)")
+
+
+class _EvaluateOutputSpec(TraitedSpec):
+    metrics_file = File(exists=True, desc="metrics table with chance and baselines (TSV)")
+    metrics = traits.Dict(desc="metric → value, with chance and baselines")
+
+
+class Evaluate(SimpleInterface):
+    """Score reconstructions against the seen images (identification, PixCorr, SSIM, features)."""
+
+    input_spec = _EvaluateInputSpec
+    output_spec = _EvaluateOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+        import pandas as pd
+
+        from ..evaluation import evaluate, load_images
+
+        inputs = self.inputs
+        ids = pd.read_csv(inputs.stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"]
+        recon = np.load(inputs.images_file)
+        size = recon.shape[2:4]
+        originals = load_images([inputs.stim_files[s] for s in ids], size=size)
+        baselines = {}
+        if isdefined(inputs.mean_image_ids) and inputs.mean_image_ids:
+            train = load_images([inputs.stim_files[s] for s in inputs.mean_image_ids], size=size)
+            baselines["mean training image"] = train.mean(axis=0).round().astype(np.uint8)
+        if isdefined(inputs.baseline_images_files):
+            for name, path in inputs.baseline_images_files.items():
+                baselines[name] = np.load(path)
+        table = evaluate(
+            originals,
+            recon,
+            extractors=tuple(inputs.extractors),
+            size=inputs.size,
+            baselines=baselines,
+        )
+        out = Path(runtime.cwd) / "metrics.tsv"
+        table.to_csv(out, sep="\t", index=True)
+        self._results.update(metrics_file=str(out), metrics=_table_to_dict(table))
+        return runtime
+
+
+def _table_to_dict(table) -> dict:
+    flat = table.reset_index()
+    return {
+        str(k): [None if v != v else v for v in vals]
+        for k, vals in flat.to_dict(orient="list").items()
+    }
+
+
+class _ConcatenateImagesInputSpec(BaseInterfaceInputSpec):
+    images_files = InputMultiObject(File(exists=True), mandatory=True, desc="image arrays (.npy)")
+    stimuli_files = InputMultiObject(File(exists=True), mandatory=True, desc="their stim_id TSVs")
+
+
+class _ConcatenateImagesOutputSpec(TraitedSpec):
+    images_file = File(exists=True, desc="all images (.npy), rows in the order given")
+    stimuli_file = File(exists=True, desc="TSV: stim_id of each row")
+
+
+class ConcatenateImages(SimpleInterface):
+    """Join the image arrays of a split reconstruction (MapNode) back into one."""
+
+    input_spec = _ConcatenateImagesInputSpec
+    output_spec = _ConcatenateImagesOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+        import pandas as pd
+
+        arrays = [np.load(f) for f in self.inputs.images_files]
+        tables = [
+            pd.read_csv(f, sep="\t", dtype={"stim_id": str}) for f in self.inputs.stimuli_files
+        ]
+        out = Path(runtime.cwd)
+        np.save(out / "images.npy", np.concatenate(arrays, axis=0))
+        pd.concat(tables, ignore_index=True).to_csv(out / "stimuli.tsv", sep="\t", index=False)
+        self._results.update(
+            images_file=str(out / "images.npy"), stimuli_file=str(out / "stimuli.tsv")
+        )
+        return runtime
+
+
+class _ShuffleRowsInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(File(exists=True), mandatory=True, desc="arrays (.npy) to permute")
+    seed = traits.Int(0, usedefault=True, desc="seed of the permutation")
+
+
+class _ShuffleRowsOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True), desc="the arrays with rows permuted alike")
+
+
+class ShuffleRows(SimpleInterface):
+    """Permute the rows of arrays alike, with no row left in place (the shuffled baseline)."""
+
+    input_spec = _ShuffleRowsInputSpec
+    output_spec = _ShuffleRowsOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        import numpy as np
+
+        from ..evaluation import derangement
+
+        arrays = [np.load(f) for f in self.inputs.in_files]
+        order = derangement(len(arrays[0]), seed=self.inputs.seed)
+        outs = []
+        for i, arr in enumerate(arrays):
+            path = Path(runtime.cwd) / f"shuffled_{i}.npy"
+            np.save(path, arr[order])
+            outs.append(str(path))
+        self._results["out_files"] = outs
+        return runtime

@@ -1,0 +1,212 @@
+"""Reconstruction and evaluation workflows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from nipype_brainrecon.interfaces.reconstruction import (
+    ConcatenateImages,
+    Evaluate,
+    Reconstruct,
+    ShuffleRows,
+)
+
+
+def _chunk_ids(stimuli_file, n_chunks):
+    import pandas as pd
+
+    ids = pd.read_csv(stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"].tolist()
+    n_chunks = max(1, min(int(n_chunks), len(ids)))
+    size = -(-len(ids) // n_chunks)
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def init_reconstruction_wf(
+    *,
+    mode: str = "z+c",
+    n_samples: int = 5,
+    strength: float = 0.8,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 5.0,
+    seed: int = 42,
+    batch_size: int = 8,
+    n_chunks: int = 1,
+    shuffled_baseline: bool = True,
+    baseline_samples: int = 1,
+    device: str | None = None,
+    use_gpu: bool = False,
+    mem_gb: float = 4.0,
+    name: str = "reconstruction_wf",
+) -> pe.Workflow:
+    """Reconstruct test images from decoded z and c (the paper's recipe by default).
+
+    Parameters
+    ----------
+    mode, n_samples, strength, num_inference_steps, guidance_scale, seed
+        The recipe (paper: ``"z+c"``, 5, 0.8, 50, 5.0, 42); see
+        :func:`nipype_brainrecon.diffusion.reconstruct`.
+    batch_size : int
+        Images × samples per network call.
+    n_chunks : int
+        Split the test images into this many Reconstruct jobs (a MapNode) that Nipype's
+        plugins can run in parallel, e.g. one per GPU node; outputs equal a single job.
+    shuffled_baseline : bool
+        Also reconstruct from latents shuffled across stimuli (a baseline for the metrics).
+    baseline_samples : int
+        Samples per image of the shuffled baseline.
+    device, use_gpu, mem_gb
+        Where the diffusion runs and what the scheduler should reserve.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    z_file, c_file, stimuli_file
+        Decoded features (.npy) of the test stimuli and the TSV naming their rows.
+    model
+        diffusers model folder or hub id.
+
+    Outputs
+    -------
+    images_file, stimuli_file, settings, baseline_images_file
+
+    Examples
+    --------
+    >>> wf = init_reconstruction_wf(n_chunks=4)
+    >>> sorted(wf.list_node_names())
+    ['both_features', 'chunks', 'concatenate', 'inputnode', 'outputnode', 'reconstruct', 'reconstruct_shuffled', 'shuffle']
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["z_file", "c_file", "stimuli_file", "model"]),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=["images_file", "stimuli_file", "settings", "baseline_images_file"]
+        ),
+        name="outputnode",
+    )
+    recipe = dict(
+        mode=mode,
+        strength=strength,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        batch_size=batch_size,
+        use_gpu=use_gpu,
+    )
+    if device:
+        recipe["device"] = device
+    chunks = pe.Node(
+        niu.Function(function=_chunk_ids, input_names=["stimuli_file", "n_chunks"]),
+        name="chunks",
+    )
+    chunks.inputs.n_chunks = n_chunks
+    reconstruct = pe.MapNode(
+        Reconstruct(n_samples=n_samples, **recipe),
+        iterfield=["stim_ids"],
+        name="reconstruct",
+        mem_gb=mem_gb,
+    )
+    concatenate = pe.Node(ConcatenateImages(), name="concatenate")
+    workflow.connect([
+        (inputnode, chunks, [("stimuli_file", "stimuli_file")]),
+        (chunks, reconstruct, [("out", "stim_ids")]),
+        (inputnode, reconstruct, [("z_file", "z_file"), ("c_file", "c_file"),
+                                  ("stimuli_file", "stimuli_file"), ("model", "model")]),
+        (reconstruct, concatenate, [("images_file", "images_files"),
+                                    ("stimuli_file", "stimuli_files")]),
+        (concatenate, outputnode, [("images_file", "images_file"),
+                                   ("stimuli_file", "stimuli_file")]),
+        (reconstruct, outputnode, [(("settings", _first), "settings")]),
+    ])  # fmt: skip
+    if shuffled_baseline:
+        both = pe.Node(niu.Merge(2), name="both_features")
+        shuffle = pe.Node(ShuffleRows(seed=seed), name="shuffle")
+        shuffled = pe.Node(
+            Reconstruct(n_samples=baseline_samples, **recipe),
+            name="reconstruct_shuffled",
+            mem_gb=mem_gb,
+        )
+        workflow.connect([
+            (inputnode, both, [("z_file", "in1"), ("c_file", "in2")]),
+            (both, shuffle, [("out", "in_files")]),
+            (shuffle, shuffled, [(("out_files", _first), "z_file"),
+                                 (("out_files", _second), "c_file")]),
+            (inputnode, shuffled, [("stimuli_file", "stimuli_file"), ("model", "model")]),
+            (shuffled, outputnode, [("images_file", "baseline_images_file")]),
+        ])  # fmt: skip
+    return workflow
+
+
+def _first(items):
+    return items[0]
+
+
+def _second(items):
+    return items[1]
+
+
+def init_evaluation_wf(
+    *,
+    extractors: Sequence[str] = ("pixels", "lowlevel"),
+    size: int = 425,
+    name: str = "evaluation_wf",
+) -> pe.Workflow:
+    """Score reconstructions against the seen images, with chance levels and baselines.
+
+    Inputs
+    ------
+    images_file, stimuli_file
+        Reconstructions (n, S, H, W, 3) and the TSV naming their rows.
+    stim_files
+        Dict stim_id → path of the seen image.
+    mean_image_ids
+        Training stimuli whose mean image is the trivial baseline.
+    baseline_images_file
+        Reconstructions from shuffled latents (optional baseline).
+
+    Outputs
+    -------
+    metrics_file, metrics
+
+    Examples
+    --------
+    >>> sorted(init_evaluation_wf().list_node_names())
+    ['evaluate', 'inputnode', 'outputnode']
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "images_file",
+                "stimuli_file",
+                "stim_files",
+                "mean_image_ids",
+                "baseline_images_file",
+            ]
+        ),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["metrics_file", "metrics"]), name="outputnode"
+    )
+    evaluate = pe.Node(Evaluate(extractors=list(extractors), size=size), name="evaluate")
+    workflow.connect([
+        (inputnode, evaluate, [("images_file", "images_file"),
+                               ("stimuli_file", "stimuli_file"),
+                               ("stim_files", "stim_files"),
+                               ("mean_image_ids", "mean_image_ids"),
+                               (("baseline_images_file", _shuffled_baseline),
+                                "baseline_images_files")]),
+        (evaluate, outputnode, [("metrics_file", "metrics_file"), ("metrics", "metrics")]),
+    ])  # fmt: skip
+    return workflow
+
+
+def _shuffled_baseline(path):
+    return {"shuffled latents": path} if path else {}
