@@ -797,3 +797,12 @@ def collect_participant(
         roi_labels=labels,
         roi_labels_file=labels_file,
     )
+
+
+def list_participants(bids_dir: str | Path) -> list[str]:
+    """Participant labels of a raw dataset (from its ``sub-*`` folders), sorted."""
+    root = Path(bids_dir)
+    labels = sorted(p.name[4:] for p in root.glob("sub-*") if p.is_dir())
+    if not labels:
+        raise MissingInputError(f"{root}: no sub-* folder; is this a BIDS dataset?")
+    return labels

@@ -871,3 +871,25 @@ def describe_model(
         dtype=str(param.dtype).replace("torch.", ""),
         device=str(param.device),
     )
+
+
+def demo_model_path() -> Path:
+    """The small demo model shipped with the package (a diffusers folder)."""
+    path = Path(__file__).resolve().parent / "data" / "demo_model"
+    if not (path / "model_index.json").is_file():
+        raise MissingInputError(
+            f"{path}: the demo model is missing from this installation; reinstall the package "
+            "or retrain it with tools/train_demo_model.py"
+        )
+    return path
+
+
+def native_resolution(model: str | os.PathLike) -> int:
+    """Image size (px) a local diffusers folder generates: UNet sample size × VAE factor."""
+    folder = Path(model)
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise MissingInputError(f"{folder}: cannot read the UNet/VAE configs ({exc})") from exc
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)

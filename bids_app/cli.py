@@ -1,0 +1,389 @@
+"""``brainrecon``: the BIDS App command line (BIDS Apps spec, fMRIPrep's vocabulary)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nipype_brainrecon import __version__
+from nipype_brainrecon.errors import (
+    EXIT_FAILURE,
+    EXIT_INVALID_BIDS,
+    EXIT_OK,
+    EXIT_USAGE,
+    BrainreconError,
+    InvalidDatasetError,
+    MissingInputError,
+    OutputError,
+    UsageError,
+)
+
+LOGGER = logging.getLogger("brainrecon")
+
+EPILOG = """\
+examples:
+  brainrecon /data/bids /data/derivatives/brainrecon participant --participant-label 01 \\
+      --model CompVis/stable-diffusion-v1-4 --device cuda
+  brainrecon /data/bids /data/derivatives/brainrecon group
+  brainrecon /tmp/sim /tmp/out participant --model demo        # the shipped demo model
+
+exit codes (BIDS Apps): 0 success, 1 failure, 16 invalid BIDS input, 64 usage error,
+65 data error, 66 missing input, 73 cannot create output.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the BIDS Apps usage exit code (64) instead of 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive integer")
+    return value
+
+
+def _strength(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: strength must be in (0, 1]")
+    return value
+
+
+def _derivative(text: str) -> tuple[str, str]:
+    if "=" in text:
+        name, path = text.split("=", 1)
+    else:
+        name, path = Path(text).name or "fmriprep", text
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"{text}: give NAME=PATH")
+    return name, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to document the CLI)."""
+    parser = _Parser(
+        prog="brainrecon",
+        description=(
+            "Reconstruct seen images from fMRI (Takagi & Nishimoto, CVPR 2023) on fMRIPrep "
+            "outputs: single-trial betas, ridge decoders of the diffusion latent z (early "
+            "visual cortex) and caption embedding c (ventral cortex), latent-diffusion "
+            "reconstruction and evaluation, written as a BIDS derivatives dataset."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="the derivatives dataset to write")
+    parser.add_argument(
+        "analysis_level", choices=["participant", "group"], help="processing stage to run"
+    )
+    parser.add_argument("--version", action="version", version=f"brainrecon {__version__}")
+    g = parser.add_argument_group("selecting data")
+    g.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        metavar="LABEL",
+        help="participants to process (with or without 'sub-'); default all",
+    )
+    g.add_argument("--task", help="task label (default: every task with stimulus events)")
+    g.add_argument(
+        "--derivatives",
+        nargs="+",
+        type=_derivative,
+        metavar="NAME=PATH",
+        help="fMRIPrep outputs (default: BIDS_DIR/derivatives/fmriprep)",
+    )
+    g.add_argument("--space", default="T1w", help="space of the preproc BOLD (default T1w)")
+    g.add_argument("--betas", type=Path, help="precomputed single-trial betas dataset (NSD route)")
+    g.add_argument("--skip-bids-validation", action="store_true", help="do not run the validator")
+    g = parser.add_argument_group("regions of interest")
+    g.add_argument("--roi-dseg", type=Path, help="ROI segmentation (default: the fMRIPrep one)")
+    g.add_argument("--roi-labels", type=Path, help="its label table (dseg.tsv)")
+    g.add_argument("--z-roi", nargs="+", default=["early"], help="region(s) decoding z")
+    g.add_argument("--c-roi", nargs="+", default=["ventral"], help="region(s) decoding c")
+    g = parser.add_argument_group("decoding")
+    g.add_argument("--betas-method", choices=["lss", "lsa"], default="lss", help="GLM")
+    g.add_argument("--noise-model", choices=["ols", "ar1"], default="ols", help="GLM noise")
+    g.add_argument(
+        "--test-set", default="repeats", help="'repeats', 'column:<name>' or a list file"
+    )
+    g.add_argument("--alphas", choices=["default", "paper"], default="default", help="ridge grid")
+    g.add_argument("--resolution", type=_positive_int, help="image size for z (default 320)")
+    g = parser.add_argument_group("reconstruction")
+    g.add_argument(
+        "--model",
+        default="CompVis/stable-diffusion-v1-4",
+        help="diffusers folder or hub id; 'demo' = the small model shipped with the package",
+    )
+    g.add_argument("--mode", choices=["z+c", "z", "c"], default="z+c", help="conditioning")
+    g.add_argument("--samples", type=_positive_int, default=5, help="samples per image")
+    g.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps")
+    g.add_argument("--strength", type=_strength, default=0.8, help="img2img strength")
+    g.add_argument("--guidance", type=float, default=5.0, help="guidance scale")
+    g.add_argument("--random-seed", type=int, default=42, help="seed of everything random")
+    g.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: auto)")
+    g = parser.add_argument_group("performance")
+    g.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory")
+    g.add_argument("--nprocs", "--nthreads", type=_positive_int, help="processes (MultiProc)")
+    g.add_argument("--omp-nthreads", type=_positive_int, default=1, help="threads per process")
+    g.add_argument("--mem", "--mem-gb", type=float, help="memory budget in GB")
+    g.add_argument("--use-plugin", type=Path, help="Nipype plugin YAML (plugin, plugin_args)")
+    g.add_argument("--feature-cache", type=Path, help="stimulus feature cache folder")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv)")
+    return parser
+
+
+def _model_path(model: str) -> str:
+    if model == "demo":
+        from nipype_brainrecon.models import demo_model_path
+
+        return str(demo_model_path())
+    path = Path(model)
+    return str(path.absolute()) if path.exists() else model
+
+
+def _check_paths(bids_dir: Path, output_dir: Path) -> None:
+    if not bids_dir.is_dir():
+        raise MissingInputError(f"{bids_dir}: BIDS dataset folder not found")
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise InvalidDatasetError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
+    out, bids = output_dir.absolute().resolve(), bids_dir.absolute().resolve()
+    if out == bids or bids in out.parents and not _is_derivatives_path(out, bids):
+        raise OutputError(
+            f"{output_dir}: output inside the input dataset; write it elsewhere or under "
+            f"{bids_dir}/derivatives/"
+        )
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-")
+        probe.close()
+    except OSError as exc:
+        raise OutputError(f"{output_dir}: cannot write here ({exc.strerror})") from exc
+
+
+def _is_derivatives_path(out: Path, bids: Path) -> bool:
+    return (bids / "derivatives") in out.parents
+
+
+def validate_bids(bids_dir: Path) -> None:
+    """Run bids-validator-deno on the input; raise InvalidDatasetError on errors."""
+    exe = shutil.which("bids-validator-deno") or str(
+        Path(sys.executable).parent / "bids-validator-deno"
+    )
+    if not Path(exe).exists():
+        LOGGER.warning("bids-validator-deno not found: input not validated")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        proc = subprocess.run(
+            [exe, str(bids_dir), "--format", "json", "-o", str(report)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0:
+            return
+        issues = []
+        try:
+            data = json.loads(report.read_text())
+            for issue in data.get("issues", {}).get("issues", []):
+                if issue.get("severity") == "error":
+                    issues.append(f"{issue.get('code')}: {issue.get('location', '')}")
+        except (OSError, ValueError):
+            pass
+        detail = "; ".join(sorted(set(issues))[:3]) or proc.stdout.strip()[-300:]
+        raise InvalidDatasetError(
+            f"{bids_dir}: the BIDS validator found errors ({detail}); fix them or pass "
+            "--skip-bids-validation"
+        )
+
+
+def _plugin_settings(args) -> dict:
+    if args.use_plugin:
+        import yaml
+
+        if not args.use_plugin.is_file():
+            raise MissingInputError(f"{args.use_plugin}: plugin file not found")
+        try:
+            content = yaml.safe_load(args.use_plugin.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{args.use_plugin}: not valid YAML ({exc})") from exc
+        if "plugin" not in content:
+            raise UsageError(f"{args.use_plugin}: needs a 'plugin' key (e.g. MultiProc, SLURM)")
+        return {"plugin": content["plugin"], "plugin_args": content.get("plugin_args", {}) or {}}
+    plugin_args = {"raise_insufficient": False}
+    if args.nprocs:
+        plugin_args["n_procs"] = args.nprocs
+    if args.mem:
+        plugin_args["memory_gb"] = args.mem
+    if (args.nprocs or os.cpu_count() or 1) == 1:
+        return {"plugin": "Linear", "plugin_args": {}}
+    return {"plugin": "MultiProc", "plugin_args": plugin_args}
+
+
+def _settings(args) -> dict:
+    model = _model_path(args.model)
+    resolution = args.resolution
+    if resolution is None:
+        resolution = 320
+        if args.model == "demo":
+            from nipype_brainrecon.models import native_resolution
+
+            resolution = native_resolution(model)
+    return {
+        "betas_method": args.betas_method,
+        "noise_model": args.noise_model,
+        "resolution": resolution,
+        "test_set": args.test_set,
+        "alphas": args.alphas,
+        "z_roi": args.z_roi if len(args.z_roi) > 1 else args.z_roi[0],
+        "c_roi": args.c_roi if len(args.c_roi) > 1 else args.c_roi[0],
+        "model": model,
+        "mode": args.mode,
+        "n_samples": args.samples,
+        "strength": args.strength,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "seed": args.random_seed,
+        "device": args.device,
+        "feature_cache": str(args.feature_cache.absolute()) if args.feature_cache else None,
+    }
+
+
+def run_participant(args, command: str) -> int:
+    """Collect inputs, build and run each participant's workflow; write derivatives."""
+    from nipype import config as nipype_config
+    from nipype.pipeline import engine as pe
+
+    from nipype_brainrecon.bids import collect_participant, list_participants
+    from nipype_brainrecon.derivatives import init_output_dataset
+    from nipype_brainrecon.workflows.participant import init_participant_wf
+
+    derivatives = dict(args.derivatives or [])
+    fmriprep = derivatives.get("fmriprep") or next(iter(derivatives.values()), None)
+    labels = args.participant_label or list_participants(args.bids_dir)
+    settings = _settings(args)
+    participants = [
+        collect_participant(
+            args.bids_dir,
+            label,
+            derivatives=fmriprep,
+            task=args.task,
+            space=args.space,
+            roi_dseg=args.roi_dseg,
+            roi_labels=args.roi_labels,
+        )
+        for label in labels
+    ]
+    if not participants:
+        raise MissingInputError(f"{args.bids_dir}: no participant to process")
+    init_output_dataset(
+        args.output_dir,
+        bids_dir=args.bids_dir,
+        derivatives={"fmriprep": participants[0].derivatives, **derivatives},
+        settings=settings,
+    )
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="brainrecon-work-"))
+    work_dir = work_dir.absolute()
+    nipype_config.update_config(
+        {
+            "execution": {
+                "hash_method": "content",
+                "crashdump_dir": str((args.output_dir / "logs").absolute()),
+                "crashfile_format": "txt",
+                "remove_unnecessary_outputs": False,
+                "stop_on_first_crash": False,
+            },
+            "logging": {"workflow_level": "INFO" if args.verbose else "WARNING"},
+        }
+    )
+    root = pe.Workflow(name="brainrecon_wf", base_dir=str(work_dir))
+    for participant in participants:
+        root.add_nodes(
+            [
+                init_participant_wf(
+                    participant,
+                    output_dir=args.output_dir.absolute(),
+                    settings=settings,
+                    command=command,
+                    omp_nthreads=args.omp_nthreads,
+                )
+            ]
+        )
+    plugin = _plugin_settings(args)
+    started = time.time()
+    failed = []
+    try:
+        root.run(**plugin)
+    except RuntimeError as exc:
+        failed.append(str(exc))
+    for participant in participants:
+        label = participant.participant
+        report = args.output_dir / f"sub-{label}.html"
+        state = "done" if report.exists() else "FAILED"
+        if state == "FAILED":
+            failed.append(label)
+        print(f"sub-{label}: {state}; report: {report}")
+    print(f"participant level finished in {time.time() - started:.0f} s")
+    if failed:
+        print(
+            f"error: {len(failed)} failure(s); crash files in {args.output_dir / 'logs'}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if not args.work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return EXIT_OK
+
+
+def run_group(args) -> int:
+    """Gather per-subject metrics into one table and a group report."""
+    from nipype_brainrecon.group import write_group_outputs
+
+    out = write_group_outputs(args.output_dir, participants=args.participant_label)
+    print(f"group table: {out['table']}; report: {out['report']}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``brainrecon``; returns the BIDS Apps exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s: %(message)s"
+    )
+    command = shlex.join(["brainrecon", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        _check_paths(args.bids_dir, args.output_dir)
+        if args.analysis_level == "group":
+            return run_group(args)
+        if not args.skip_bids_validation:
+            validate_bids(args.bids_dir)
+        return run_participant(args, command)
+    except BrainreconError as exc:
+        print(f"brainrecon: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("brainrecon: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["EXIT_INVALID_BIDS", "build_parser", "main", "validate_bids"]

@@ -1,0 +1,198 @@
+"""The participant-level workflow of the BIDS App: decoding → reconstruction → evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from nipype_brainrecon.interfaces.bids import ParticipantReport, WriteDerivatives
+from nipype_brainrecon.workflows.decoding import init_decoding_wf
+from nipype_brainrecon.workflows.reconstruction import (
+    init_evaluation_wf,
+    init_reconstruction_wf,
+)
+
+#: Settings of a run and their defaults (the paper's where it gives one).
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "betas_method": "lss",
+    "noise_model": "ols",
+    "hrf_model": "glover",
+    "confounds": "motion+derivatives",
+    "resolution": 320,
+    "test_set": "repeats",
+    "alphas": "default",
+    "n_folds": 5,
+    "backend": "auto",
+    "z_roi": "early",
+    "c_roi": "ventral",
+    "model": "CompVis/stable-diffusion-v1-4",
+    "mode": "z+c",
+    "n_samples": 5,
+    "strength": 0.8,
+    "num_inference_steps": 50,
+    "guidance_scale": 5.0,
+    "seed": 42,
+    "batch_size": 8,
+    "n_chunks": 1,
+    "extractors": ["pixels", "lowlevel"],
+    "eval_size": 425,
+    "device": None,
+    "feature_cache": None,
+    "precomputed_betas": None,
+}
+
+
+def _train_ids(train_stimuli_file):
+    import pandas as pd
+
+    ids = pd.read_csv(train_stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"]
+    return sorted(set(ids))
+
+
+def init_participant_wf(
+    participant: Any,
+    *,
+    output_dir: str | Path,
+    settings: Mapping[str, Any] | None = None,
+    command: str = "",
+    omp_nthreads: int = 1,
+    name: str | None = None,
+) -> pe.Workflow:
+    """Build the whole analysis of one participant, writing its derivatives and report.
+
+    Parameters
+    ----------
+    participant : nipype_brainrecon.bids.ParticipantInputs
+        The participant's inputs (from :func:`nipype_brainrecon.bids.collect_participant`).
+    output_dir : path
+        Root of the derivatives dataset.
+    settings : dict, optional
+        Overrides of :data:`DEFAULT_SETTINGS`.
+    command : str
+        The command line, recorded in the report.
+    omp_nthreads : int
+        Threads per numerical node.
+    name : str, optional
+        Workflow name (default ``sub_<label>_wf``).
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        A workflow with no inputs to set: everything comes from ``participant``.
+    """
+    cfg = {**DEFAULT_SETTINGS, **(settings or {})}
+    subject = participant.participant
+    workflow = pe.Workflow(name=name or f"sub_{subject}_wf")
+    runs = participant.runs
+    precomputed = cfg.get("precomputed_betas")
+
+    decoding = init_decoding_wf(
+        precomputed_betas=bool(precomputed),
+        z_roi=cfg["z_roi"],
+        c_roi=cfg["c_roi"],
+        betas_method=cfg["betas_method"],
+        noise_model=cfg["noise_model"],
+        confounds=cfg["confounds"],
+        resolution=cfg["resolution"],
+        test_set=cfg["test_set"],
+        alphas=cfg["alphas"],
+        n_folds=cfg["n_folds"],
+        backend=cfg["backend"],
+        feature_cache=cfg["feature_cache"],
+        device=cfg["device"],
+        metadata={"subject": subject, "model": cfg["model"], "seed": cfg["seed"]},
+        omp_nthreads=omp_nthreads,
+    )
+    inputs = decoding.inputs.inputnode
+    inputs.bold_files = [str(r.bold) for r in runs]
+    inputs.events_files = [str(r.events_file) for r in runs]
+    inputs.confounds_files = [str(r.confounds) for r in runs]
+    inputs.mask_files = [str(r.mask) for r in runs]
+    inputs.run_labels = [str(r.run or i + 1) for i, r in enumerate(runs)]
+    if precomputed:
+        inputs.betas_files = [str(p) for p in precomputed["betas_files"]]
+        inputs.trials_files = [str(p) for p in precomputed["trials_files"]]
+    inputs.dseg_file = str(participant.roi_dseg)
+    inputs.labels_file = str(participant.roi_labels_file)
+    inputs.stimuli_dir = str(participant.stimuli_dir)
+    inputs.captions_file = str(participant.captions_file)
+    inputs.dataset_dir = str(participant.bids_dir)
+    inputs.model = str(cfg["model"])
+
+    use_gpu = str(cfg["device"] or "").startswith("cuda")
+    reconstruction = init_reconstruction_wf(
+        mode=cfg["mode"],
+        n_samples=cfg["n_samples"],
+        strength=cfg["strength"],
+        num_inference_steps=cfg["num_inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+        seed=cfg["seed"],
+        batch_size=cfg["batch_size"],
+        n_chunks=cfg["n_chunks"],
+        device=cfg["device"],
+        use_gpu=use_gpu,
+    )
+    reconstruction.inputs.inputnode.model = str(cfg["model"])
+    evaluation = init_evaluation_wf(extractors=cfg["extractors"], size=cfg["eval_size"])
+    stim_files = {Path(p).stem: str(p) for p in participant.stim_files}
+    evaluation.inputs.inputnode.stim_files = stim_files
+    train_ids = pe.Node(
+        niu.Function(function=_train_ids, input_names=["train_stimuli_file"]), name="train_ids"
+    )
+
+    write = pe.Node(
+        WriteDerivatives(
+            output_dir=str(output_dir),
+            subject=subject,
+            space=participant.space,
+            bids_dir=str(participant.bids_dir),
+            run_entities=[dict(r.entities) for r in runs],
+            bold_files=[str(r.bold) for r in runs],
+            stim_files=stim_files,
+            settings={k: v for k, v in cfg.items() if k != "precomputed_betas"},
+            command=command,
+        ),
+        name="write_derivatives",
+        run_without_submitting=True,
+    )
+    report = pe.Node(
+        ParticipantReport(output_dir=str(output_dir)),
+        name="report",
+        run_without_submitting=True,
+    )
+    workflow.connect([
+        (decoding, reconstruction, [("outputnode.z_predicted_file", "inputnode.z_file"),
+                                    ("outputnode.c_predicted_file", "inputnode.c_file"),
+                                    ("outputnode.test_stimuli_file", "inputnode.stimuli_file")]),
+        (decoding, train_ids, [("outputnode.train_stimuli_file", "train_stimuli_file")]),
+        (train_ids, evaluation, [("out", "inputnode.mean_image_ids")]),
+        (reconstruction, evaluation, [
+            ("outputnode.images_file", "inputnode.images_file"),
+            ("outputnode.stimuli_file", "inputnode.stimuli_file"),
+            ("outputnode.baseline_images_file", "inputnode.baseline_images_file")]),
+        (decoding, write, [("outputnode.betas_files", "betas_files"),
+                           ("outputnode.trials_files", "trials_files"),
+                           ("outputnode.z_roi_file", "z_roi_file"),
+                           ("outputnode.c_roi_file", "c_roi_file"),
+                           ("outputnode.z_decoder_file", "z_decoder_file"),
+                           ("outputnode.z_decoder_sidecar", "z_decoder_sidecar"),
+                           ("outputnode.c_decoder_file", "c_decoder_file"),
+                           ("outputnode.c_decoder_sidecar", "c_decoder_sidecar"),
+                           ("outputnode.z_predicted_file", "z_predicted_file"),
+                           ("outputnode.c_predicted_file", "c_predicted_file"),
+                           ("outputnode.z_scores", "z_scores"),
+                           ("outputnode.c_scores", "c_scores"),
+                           ("outputnode.z_alpha_counts", "z_alpha_counts"),
+                           ("outputnode.c_alpha_counts", "c_alpha_counts"),
+                           ("outputnode.split_info", "split_info"),
+                           ("outputnode.test_stimuli_file", "test_stimuli_file")]),
+        (reconstruction, write, [("outputnode.images_file", "images_file"),
+                                 ("outputnode.stimuli_file", "images_stimuli_file")]),
+        (evaluation, write, [("outputnode.metrics_file", "metrics_file")]),
+        (write, report, [("summary", "summary")]),
+    ])  # fmt: skip
+    return workflow
