@@ -96,16 +96,15 @@ def himalaya_flops(n: int, p: int, t: int, a: int = 7, k: int = N_FOLDS) -> dict
 
 
 def ours_extra_bytes(n: int, p: int, t: int, k: int = N_FOLDS) -> float:
-    """Working memory of fit_ridge_cv beyond its inputs (float32 compute, default budget)."""
-    budget = min(max(4 * n * (p + t) // 4, 32 * 2**20), 512 * 2**20)
-    return float(
-        4 * n * p  # standardised voxels
-        + 4 * n * p  # held-out operators of all folds
-        + 4 * (k + 1) * p * p  # fold and refit eigen-bases
-        + 8 * 3 * p * p  # full Gram, a fold's, its eigenvectors (float64, transient)
-        + 4 * p * t  # coefficients (the output)
-        + budget  # chunk working memory
-    )
+    """Peak working memory of fit_ridge_cv beyond its inputs (float32, default budget): the
+    standardised voxels, held-out operators and eigen-bases, plus the larger of the float64
+    Grams being decomposed (preparation) and the output coefficients with one chunk."""
+    from nipype_brainrecon.ridge import DEFAULT_BUDGET
+
+    resident = 4 * n * p + 4 * n * p + 4 * (k + 1) * p * p
+    preparation = 8 * 4 * p * p  # full Gram, a fold's (decomposed in place), syevd workspace
+    fitting = 4 * p * t + DEFAULT_BUDGET
+    return float(resident + max(preparation, fitting))
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda text: tuple(int(v) for v in text.split(",")),
         help="n,p,t triples instead of the preset shapes (e.g. 6000,1500,6400)",
     )
+    parser.add_argument(
+        "--render", type=Path, help="recompute the extrapolation and Markdown of a results JSON"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--sgemm", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -546,10 +548,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.sgemm:
         print(json.dumps(measure_sgemm(args.sgemm)))
         return 0
-    if "ours" not in args.methods:
-        parser.error("--methods must include 'ours'")
     from nipype_brainrecon.io import atomic_write_text
 
+    if args.render:
+        report = json.loads(args.render.read_text())
+        report["extrapolation_nsd_c"] = _extrapolate(report["results"])
+        atomic_write_text(args.render, json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.render.with_suffix(".md"), markdown(report))
+        print(markdown(report))
+        return 0
+    if "ours" not in args.methods:
+        parser.error("--methods must include 'ours'")
     if args.out is None:
         args.out = DEFAULT_OUT.with_name("ridge_quick.json") if args.quick else DEFAULT_OUT
     report = run(args)
