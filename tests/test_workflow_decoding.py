@@ -120,3 +120,36 @@ def test_decoder_files_and_provenance(decoded):
     assert split["NumberOfTestStimuli"] == 20 and split["TestRepeatsMin"] == 3
     predicted = np.load(_outputs(paper, "predict_z").predicted_file)
     assert predicted.shape == (20, 4, 8, 8)
+
+
+def test_default_alpha_grid_decodes_at_least_as_well_as_papers(decoded):
+    """On standardised voxels the paper's grid (1e-6..1) is nearly unregularised."""
+    import pandas as pd
+
+    from nipype_brainrecon.metrics import decoding_scores
+    from nipype_brainrecon.ridge import fit_ridge_cv
+
+    paper, _ = decoded
+    for target in ("z", "c"):
+        split = _outputs(paper, f"split_{target}")
+        features = _outputs(paper, "features")
+        order = pd.read_csv(features.stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"]
+        row = {sid: i for i, sid in enumerate(order)}
+        y = np.load(getattr(features, f"{target}_file"))
+        train_ids = pd.read_csv(split.train_stimuli_file, sep="\t", dtype={"stim_id": str})
+        test_ids = pd.read_csv(split.test_stimuli_file, sep="\t", dtype={"stim_id": str})
+        y_train = y[[row[s] for s in train_ids["stim_id"]]]
+        y_test = y[[row[s] for s in test_ids["stim_id"]]]
+        x_train, x_test = np.load(split.train_data_file), np.load(split.test_data_file)
+        scores = {}
+        for grid in ("default", "paper"):
+            decoder = fit_ridge_cv(x_train, y_train, alphas=grid)
+            scores[grid] = decoding_scores(y_test, decoder.predict(x_test))
+        print(
+            f"{target}: default grid r {scores['default']['target_r_mean']:.3f} / identification "
+            f"{scores['default']['identification']:.3f}; paper grid r "
+            f"{scores['paper']['target_r_mean']:.3f} / {scores['paper']['identification']:.3f} "
+            "(chance 0 / 0.5)"
+        )
+        assert scores["default"]["target_r_mean"] >= scores["paper"]["target_r_mean"]
+        assert scores["default"]["identification"] >= scores["paper"]["identification"]
