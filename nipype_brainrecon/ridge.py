@@ -10,12 +10,15 @@ reproduces that selection rule exactly and is several times faster:
 * one eigendecomposition of each fold's training Gram matrix (``p x p``, or the ``n x n`` kernel
   when a fold has fewer trials than voxels), accumulated and decomposed in float64, shared by all
   alphas and all targets;
-* the training cross-products of a fold are the full ones minus the held-out fold's, so
-  ``X^T Y`` costs two passes over the data whatever the number of folds;
+* the training cross-products of a fold are the full ones minus the held-out fold's, so the
+  Gram costs two passes over the data whatever the number of folds, and ``X^T Y`` (kept in the
+  output array until the refit overwrites it) one pass plus the held-out rows of each fold;
 * the held-out predictions of every alpha come from the eigen-basis with one matrix product per
   alpha (no per-target loop), and only their squared errors are kept;
-* targets are streamed in chunks sized from a memory budget, so memory does not grow with the
-  number of targets beyond the output coefficients;
+* in the voxel form the folds run one at a time (decompose, stream every target chunk through
+  the basis, free it) and the voxels are standardised block by block as they are read, never
+  copied whole: the working memory is the float64 Gram, one basis and one chunk, whatever the
+  number of targets, on top of the output coefficients;
 * the refit on all trials scales each target's eigen-coefficients by its own alpha, one product
   for all targets whatever their alphas.
 
@@ -77,8 +80,9 @@ Backend = Literal["auto", "numpy", "torch"]
 #: whenever exact, False never (one product per alpha).
 LOW_RANK_ALPHAS: bool | None = None
 
-#: Default working memory of a chunk of targets (bytes) on the CPU and on a GPU: fixed, so that
-#: memory does not grow with the number of targets beyond the output coefficients.
+#: Default working memory of a chunk of targets (bytes) on the CPU (capped at a quarter of the
+#: inputs) and on a GPU: fixed, so that memory does not grow with the number of targets beyond
+#: the output coefficients.
 DEFAULT_BUDGET = 64 * 2**20
 DEFAULT_GPU_BUDGET = 512 * 2**20
 
@@ -365,11 +369,29 @@ class _NumpyOps:
         np.copyto(dst, src)
 
     def eigh(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigen-pairs of a symmetric matrix from its lower triangle; ``a`` is destroyed.
+
+        A C-ordered ``a`` is read through its transpose (the same matrix in Fortran order), so
+        LAPACK overwrites it with the eigenvectors instead of working on a copy. Divide and
+        conquer (syevd) needs ``2 m^2`` of workspace but was 1.3-1.6x faster than MRRR (syevr,
+        ``m^2`` less) on standardised Grams.
+        """
         import scipy.linalg
 
-        # ``a`` is symmetric: its transpose is the same matrix in Fortran order, which LAPACK
-        # overwrites with the eigenvectors instead of working on a copy.
-        return scipy.linalg.eigh(a.T, driver="evd", overwrite_a=True, check_finite=False)
+        f = a if a.flags.f_contiguous else a.T
+        return scipy.linalg.eigh(f, lower=True, driver="evd", overwrite_a=True, check_finite=False)
+
+    def gram_update(self, gram: np.ndarray | None, xb: np.ndarray) -> np.ndarray:
+        """``gram + xb^T xb`` in place, lower triangle only (BLAS syrk: half a GEMM's work)."""
+        from scipy.linalg.blas import get_blas_funcs
+
+        if gram is None:
+            gram = np.zeros((xb.shape[1], xb.shape[1]), dtype=xb.dtype, order="F")
+        syrk = get_blas_funcs("syrk", (xb,))
+        out = syrk(1.0, xb.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+        if out is not gram:  # the wrapper could not work in place
+            gram[...] = out
+        return gram
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return np.matmul(a, b, out=out)
@@ -433,7 +455,13 @@ class _TorchOps:
         dst.copy_(src)
 
     def eigh(self, a: Any) -> tuple[Any, Any]:
-        return self.torch.linalg.eigh(a)
+        return self.torch.linalg.eigh(a)  # reads the lower triangle
+
+    def gram_update(self, gram: Any, xb: Any) -> Any:
+        if gram is None:
+            return xb.T @ xb
+        gram.addmm_(xb.T, xb)
+        return gram
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         return self.torch.matmul(a, b, out=out)
@@ -575,36 +603,6 @@ def _chunks(n_targets: int, chunk: int) -> Iterator[slice]:
         yield slice(start, min(start + chunk, n_targets))
 
 
-def _standardised(
-    ops: Any, X: np.ndarray, mask: np.ndarray, mean: np.ndarray, scale: np.ndarray, rows: int
-) -> Any:
-    """The standardised used voxels as a backend array of the compute dtype (one copy)."""
-    host = np.empty((X.shape[0], int(mask.sum())), dtype=ops.host_dtype)
-    all_used = bool(mask.all())
-    for start in range(0, X.shape[0], rows):
-        block = X[start : start + rows]
-        if not all_used:
-            block = block[:, mask]
-        block = block.astype(np.float64)
-        block -= mean
-        block /= scale
-        host[start : start + rows] = block
-    return ops.asarray(host)
-
-
-def _gram(ops: Any, Xs: Any, rows: slice) -> Any:
-    """``Xs[rows]^T Xs[rows]`` accumulated in float64 over row blocks of ~128 MB."""
-    gram = None
-    step = max(1, 2**24 // max(1, Xs.shape[1]))
-    for start in range(rows.start, rows.stop, step):
-        xb = ops.cast(Xs[start : min(start + step, rows.stop)], ops.f64)
-        if gram is None:
-            gram = xb.T @ xb
-        else:
-            gram += xb.T @ xb
-    return gram
-
-
 def fit_ridge_cv(
     X: ArrayLike,
     Y: ArrayLike,
@@ -654,8 +652,8 @@ def fit_ridge_cv(
     chunk_size : int, optional
         Targets per chunk; default from ``memory_budget``.
     memory_budget : int, optional
-        Bytes of working memory for a chunk of targets; default :data:`DEFAULT_BUDGET` (64 MiB;
-        512 MiB on a GPU).
+        Bytes of working memory for a chunk of targets; default :data:`DEFAULT_BUDGET` (64 MiB,
+        or a quarter of the inputs if less; 512 MiB on a GPU).
     metadata : mapping, optional
         Provenance stored in the decoder (and its sidecar when saved).
 
@@ -700,7 +698,8 @@ def fit_ridge_cv(
     if t == 0:
         raise DataError(f"Y has shape {Y.shape}: there are no targets")
 
-    rows = max(1, 2**24 // max(1, X.shape[1]))  # float64 blocks of ~128 MB at most
+    # float64 row blocks of ~16 MiB: transient copies stay small next to the inputs.
+    rows = max(1, 2**21 // max(1, X.shape[1]))
     mean, scale = _voxel_statistics(X, rows)
     mask = np.isfinite(mean) & np.isfinite(scale) & (scale > 1e-7 * np.abs(mean)) & (scale > 0)
     n_dropped = int(mask.size - mask.sum())
@@ -716,8 +715,7 @@ def fit_ridge_cv(
     mean, scale = mean[mask], scale[mask]
 
     ops = _make_ops(backend, device, dt)
-    Xs = _standardised(ops, X, mask, mean, scale, rows)
-    p = Xs.shape[1]
+    p = int(mask.sum())
     n_test_max = max(f.stop - f.start for f in folds)
     primal = p <= n - n_test_max
     LOGGER.info(
@@ -725,56 +723,21 @@ def fit_ridge_cv(
         "%s form, backend %s",
         n, p, n_dropped, t, grid.size, len(folds), "voxel" if primal else "kernel", ops.name,
     )  # fmt: skip
-
-    grid_dev = ops.asarray(grid, ops.f64)
-    if primal:
-        fold_bases, refit = _prepare_primal(ops, Xs, folds, grid_dev, fit_intercept)
-    else:
-        fold_bases, refit = _prepare_kernel(ops, Xs, folds, grid_dev, fit_intercept)
-        Xs = None  # the kernel form needs only the bases from here on
-    m = refit.basis.shape[0]
-    rank = max(f.factors.shape[1] + 2 if f.factors is not None else 1 for f in fold_bases)
-
-    # Working bytes per target of a chunk: the folds' cross-products (voxel form), residuals,
-    # eigen-coefficients (CV and refit), scaled coefficients, held-out predictions (one per
-    # alpha, or the low-rank parts and one residual), refit weights, and a device copy of Y.
-    per_target = dt.itemsize * (
-        (len(folds) + 3) * p * primal
-        + 3 * m
-        + rank * n_test_max
-        + p
-        + (n if ops.name != "numpy" else 0)
-    )
     if memory_budget is None:
-        memory_budget = (
-            DEFAULT_GPU_BUDGET
-            if ops.name == "torch" and ops.device.type == "cuda"
-            else DEFAULT_BUDGET
-        )
-    chunk = int(chunk_size) if chunk_size else max(1, min(t, memory_budget // per_target))
+        if ops.name == "torch" and ops.device.type == "cuda":
+            memory_budget = DEFAULT_GPU_BUDGET
+        else:  # at most a quarter of the inputs, so that small problems stay small
+            memory_budget = min(DEFAULT_BUDGET, max(2**20, (X.nbytes + Y2.nbytes) // 4))
+    src = _Source(ops, X, Y2, mask, mean, scale, rows)
 
-    scores = np.empty((len(folds), grid.size, t), dtype=dt)
-    coef = np.empty((p, t), dtype=dt)
-    intercept = np.zeros(t)
-    best = np.empty(t, dtype=np.intp)
-    for cols in _chunks(t, chunk):
-        y_folds = [ops.asarray(Y2[f, cols]) for f in folds]
-        y_sums = [ops.sum64(y, 0) for y in y_folds]
-        y_total = ops.copy(y_sums[0])
-        for y_sum in y_sums[1:]:
-            y_total += y_sum
-        if not ops.all_finite(y_total):
-            raise DataError(
-                f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
-            )
-        step = _cv_chunk_primal if primal else _cv_chunk_kernel
-        refit_rhs = step(ops, Xs, fold_bases, refit, y_folds, y_sums, y_total, fit_intercept,
-                         scores[:, :, cols])  # fmt: skip
-        best[cols] = _select_alphas(scores[:, :, cols], grid, dt)[0]
-        w, b = _refit_chunk(ops, refit, refit_rhs, best[cols], y_total, n, fit_intercept)
-        coef[:, cols] = w
-        intercept[cols] = b
-        del y_folds, refit_rhs
+    if primal:
+        coef, intercept, scores, chunk, products = _fit_primal(
+            src, folds, grid, fit_intercept, memory_budget, chunk_size
+        )
+    else:
+        coef, intercept, scores, chunk, products = _fit_kernel(
+            src, folds, grid, fit_intercept, memory_budget, chunk_size
+        )
     best, cv_scores, mean_scores = _select_alphas(scores, grid, dt)
 
     decoder = RidgeDecoder(
@@ -797,9 +760,7 @@ def fit_ridge_cv(
             "backend": ops.name if ops.name == "numpy" else f"torch:{ops.device}",
             "chunk_size": chunk,
             "n_chunks": -(-t // chunk),
-            "products_per_fold": [
-                grid.size if f.factors is None else int(f.factors.shape[1]) for f in fold_bases
-            ],
+            "products_per_fold": products,
         },
     )
     _report_alphas(decoder)
@@ -832,47 +793,243 @@ def _report_alphas(decoder: RidgeDecoder) -> None:
             )  # fmt: skip
 
 
-# --- preparing the eigen-bases (once, shared by all targets) ---------------------------------
+# --- the voxel form: one fold at a time ------------------------------------------------------
 
 
-def _prepare_primal(
-    ops: Any, Xs: Any, folds: Sequence[slice], grid: Any, fit_intercept: bool
-) -> tuple[list[_Fold], _Refit]:
-    """Voxel-space eigen-bases of each fold's training Gram matrix and of the full one."""
-    n, p = Xs.shape
-    gram = _gram(ops, Xs, slice(0, n))
-    colsum = ops.sum64(Xs, 0)
-    fold_bases = []
-    for f in folds:
-        # Training Gram = full minus held-out (recomputed per fold rather than stored: n_folds
-        # float64 p x p matrices would outweigh the data).
-        n_train = n - (f.stop - f.start)
-        g = gram - _gram(ops, Xs, f)
+@dataclass
+class _Source:
+    """The raw inputs and what is needed to standardise any block of rows on the fly (no
+    standardised copy of ``X`` is kept)."""
+
+    ops: Any
+    X: np.ndarray
+    Y: np.ndarray  # (n, t)
+    mask: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    rows: int  # rows per standardised block
+
+    def blocks(self, span: slice) -> Iterator[slice]:
+        for start in range(span.start, span.stop, self.rows):
+            yield slice(start, min(start + self.rows, span.stop))
+
+    def voxels(self, rows: slice) -> Any:
+        """Standardised used voxels of ``rows`` in the compute dtype (float64 arithmetic, then
+        rounded: the values a standardised copy would hold)."""
+        block = self.X[rows]
+        if not self.mask.all():
+            block = block[:, self.mask]
+        block = block.astype(np.float64)
+        block -= self.mean
+        block /= self.scale
+        return self.ops.asarray(block)
+
+    def targets(self, rows: slice, cols: slice) -> Any:
+        return self.ops.asarray(self.Y[rows, cols])
+
+
+def _gram_rows(src: _Source, span: slice) -> tuple[Any, Any]:
+    """``Xs[span]^T Xs[span]`` (float64, from the compute-dtype values; only its lower triangle
+    is meaningful) and its column sums."""
+    ops = src.ops
+    gram = colsum = None
+    for rows in src.blocks(span):
+        xb = ops.cast(src.voxels(rows), ops.f64)
+        gram = ops.gram_update(gram, xb)
+        colsum = ops.sum64(xb, 0) if colsum is None else colsum + ops.sum64(xb, 0)
+    return gram, colsum
+
+
+def _sub_outer(a: Any, u: Any, v: Any, c: float, step: int = 256) -> None:
+    """``a -= c u v^T`` in place, by row blocks (no full-size temporary)."""
+    for i in range(0, a.shape[0], step):
+        a[i : i + step] -= (c * u[i : i + step])[:, None] * v[None, :]
+
+
+def _chunk_of(budget: int, per_target: int, t: int, chunk_size: int | None) -> int:
+    if chunk_size:
+        return int(chunk_size)
+    return max(1, min(t, budget // max(1, per_target)))
+
+
+def _fit_primal(
+    src: _Source,
+    folds: Sequence[slice],
+    grid: np.ndarray,
+    fit_intercept: bool,
+    budget: int,
+    chunk_size: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[int]]:
+    """Voxel form (every training fold has at least as many samples as voxels).
+
+    One pass over the data forms the float64 Gram ``Xs^T Xs`` and ``Xs^T Y``; the latter is
+    kept in the output array, which the refit overwrites chunk by chunk. Then the folds run one
+    at a time: the fold's training Gram (full minus held-out) is decomposed, every chunk of
+    targets is scored through that basis, and the basis is freed. Only one ``p x p`` basis, the
+    full Gram and the held-out voxels of one fold are alive at once, whatever ``t``.
+    """
+    ops, Y = src.ops, src.Y
+    n, t = Y.shape
+    p = int(src.mean.size)
+    dt = np.dtype(ops.host_dtype)
+    isz = dt.itemsize
+    grid_dev = ops.asarray(grid, ops.f64)
+    device_y = ops.name != "numpy"
+
+    # Pass 1: Gram, column sums, target sums (checked finite) and Xs^T Y into the output.
+    gram, colsum = _gram_rows(src, slice(0, n))
+    coef = np.zeros((p, t), dtype=dt)
+    xty_chunk = _chunk_of(budget, isz * (2 * p + src.rows), t, None)
+    y_sums = np.empty((len(folds), t))
+    for cols in _chunks(t, xty_chunk):
+        for k, f in enumerate(folds):
+            y_sums[k, cols] = ops.to_numpy(ops.sum64(src.targets(f, cols), 0))
+        if not np.all(np.isfinite(y_sums[:, cols])):
+            raise DataError(
+                f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
+            )
+    y_total = y_sums.sum(0)
+    for rows in src.blocks(slice(0, n)):
+        xb = src.voxels(rows)
+        for cols in _chunks(t, xty_chunk):
+            coef[:, cols] += ops.to_numpy(ops.matmul(xb.T, src.targets(rows, cols)))
+        del xb
+
+    scores = np.empty((len(folds), grid.size, t), dtype=dt)
+    products = []
+    chunk = None
+    for k, f in enumerate(folds):
+        n_test = f.stop - f.start
+        n_train = n - n_test
+        g, colsum_test = _gram_rows(src, f)
+        g *= -1.0
+        g += gram  # training Gram, in place
         shift = None
         if fit_intercept:
-            shift = (colsum - ops.sum64(Xs[f], 0)) / n_train
-            g -= n_train * (shift[:, None] * shift[None, :])
+            shift = (colsum - colsum_test) / n_train
+            _sub_outer(g, shift, shift, float(n_train))
         eigvals, basis64 = ops.eigh(g)
         del g
         basis = ops.cast(basis64, ops.dt)
-        test_op = ops.matmul(Xs[f], basis)
+        test_op = ops.empty((n_test, p))
+        for rows in src.blocks(f):
+            local = slice(rows.start - f.start, rows.stop - f.start)
+            ops.matmul(src.voxels(rows), basis, out=test_op[local])
+        shift_b = None
         if fit_intercept:
-            test_op -= ops.cast(shift @ basis64, ops.dt)[None, :]
+            shift_b = ops.cast(shift @ basis64, ops.dt)
+            test_op -= shift_b[None, :]
         del basis64
-        weights = _ridge_weights(ops, eigvals, grid)
+        weights = _ridge_weights(ops, eigvals, grid_dev)
         factors, mix = _compress_weights(ops, weights)
-        fold_bases.append(
-            _Fold(basis, ops.cast(weights, ops.dt), shift, f, n_train, test_op, factors, mix)
-        )
+        fold = _Fold(basis, ops.cast(weights, ops.dt), shift_b, f, n_train, test_op, factors, mix)
+        del weights
+        rank = 1 if factors is None else factors.shape[1] + 2
+        products.append(grid.size if factors is None else int(factors.shape[1]))
+        # Per target: eigen-coefficients, the held-out correction, a scaled copy, the held-out
+        # targets (raw and centred), the predictions or low-rank parts (+ a device Xs^T Y).
+        per_target = isz * (3 * p + (rank + 3) * n_test + p * device_y)
+        fold_chunk = _chunk_of(budget, per_target, t, chunk_size)
+        chunk = fold_chunk if chunk is None else min(chunk, fold_chunk)
+        y_total_dev = ops.asarray(y_total, ops.f64)
+        for cols in _chunks(t, fold_chunk):
+            y = src.targets(f, cols)
+            # Training cross-products in the fold's basis: B^T (Xs^T Y - Xs_f^T Y_f), with
+            # Xs_f B = test_op (+ 1 shift_b^T when centred).
+            coefs = ops.matmul(basis.T, ops.asarray(coef[:, cols]))
+            coefs -= ops.matmul(test_op.T, y)
+            target = y
+            if fit_intercept:
+                y_train = y_total_dev[cols] - ops.asarray(y_sums[k, cols], ops.f64)
+                coefs -= shift_b[:, None] * ops.cast(y_total_dev[cols], ops.dt)[None, :]
+                target = y - ops.cast(y_train / n_train, ops.dt)[None, :]
+            _fold_scores(ops, fold, coefs, target, scores[k][:, cols])
+            del coefs, target, y
+        del fold, basis, test_op, factors, mix
+
+    # Refit on all samples through the full Gram's basis, each target with its own alpha.
+    best = _select_alphas(scores, grid, dt)[0]
     voxel_mean = colsum / n
     if fit_intercept:
-        gram -= n * (voxel_mean[:, None] * voxel_mean[None, :])
+        _sub_outer(gram, voxel_mean, voxel_mean, float(n))
     eigvals, basis64 = ops.eigh(gram)
     del gram
     basis = ops.cast(basis64, ops.dt)
-    weights = ops.cast(_ridge_weights(ops, eigvals, grid), ops.dt)
-    refit = _Refit(basis, weights, voxel_mean, basis, voxel_mean)
-    return fold_bases, refit
+    del basis64
+    weights = ops.cast(_ridge_weights(ops, eigvals, grid_dev), ops.dt)
+    intercept = np.zeros(t)
+    vm = ops.cast(voxel_mean, ops.dt)
+    refit_chunk = _chunk_of(budget, isz * (3 * p + p * device_y), t, chunk_size)
+    for cols in _chunks(t, refit_chunk):
+        rhs = ops.asarray(coef[:, cols])  # Xs^T Y
+        if fit_intercept:  # centred cross-products: Xs^T Y - n mean_x mean_y^T
+            rhs = rhs - ops.cast(
+                voxel_mean[:, None] * ops.asarray(y_total[cols], ops.f64)[None, :], ops.dt
+            )
+        coefs = ops.matmul(basis.T, rhs)
+        del rhs
+        coefs *= weights[:, ops.index(best[cols])]
+        w = ops.matmul(basis, coefs)
+        del coefs
+        if fit_intercept:
+            intercept[cols] = y_total[cols] / n - ops.to_numpy(ops.cast(vm @ w, ops.f64))
+        coef[:, cols] = ops.to_numpy(w)
+    return coef, intercept, scores, int(chunk), products
+
+
+def _fit_kernel(
+    src: _Source,
+    folds: Sequence[slice],
+    grid: np.ndarray,
+    fit_intercept: bool,
+    budget: int,
+    chunk_size: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[int]]:
+    """Kernel form (fewer training samples than voxels): ``n x n`` bases, all kept, targets
+    streamed in chunks through every fold."""
+    ops, Y = src.ops, src.Y
+    n, t = Y.shape
+    dt = np.dtype(ops.host_dtype)
+    host = np.empty((n, int(src.mean.size)), dtype=dt)
+    for rows in src.blocks(slice(0, n)):
+        host[rows] = ops.to_numpy(src.voxels(rows))
+    Xs = ops.asarray(host)
+    del host
+    fold_bases, refit = _prepare_kernel(ops, Xs, folds, ops.asarray(grid, ops.f64), fit_intercept)
+    del Xs
+    p = refit.to_voxels.shape[0]
+    m = refit.basis.shape[0]
+    n_test_max = max(f.stop - f.start for f in folds)
+    rank = max(f.factors.shape[1] + 2 if f.factors is not None else 1 for f in fold_bases)
+    # Per target: eigen-coefficients (CV and refit), scaled copy, held-out predictions or
+    # low-rank parts, refit weights, and a device copy of Y.
+    per_target = dt.itemsize * (3 * m + rank * n_test_max + p + (n if ops.name != "numpy" else 0))
+    chunk = _chunk_of(budget, per_target, t, chunk_size)
+    scores = np.empty((len(folds), grid.size, t), dtype=dt)
+    coef = np.empty((p, t), dtype=dt)
+    intercept = np.zeros(t)
+    for cols in _chunks(t, chunk):
+        y_folds = [src.targets(f, cols) for f in folds]
+        y_sums = [ops.sum64(y, 0) for y in y_folds]
+        y_total = ops.copy(y_sums[0])
+        for y_sum in y_sums[1:]:
+            y_total += y_sum
+        if not ops.all_finite(y_total):
+            raise DataError(
+                f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
+            )
+        rhs = _cv_chunk_kernel(ops, fold_bases, refit, y_folds, y_sums, y_total, fit_intercept,
+                               scores[:, :, cols])  # fmt: skip
+        best = _select_alphas(scores[:, :, cols], grid, dt)[0]
+        w, b = _refit_chunk(ops, refit, rhs, best, y_total, n, fit_intercept)
+        coef[:, cols] = w
+        intercept[cols] = b
+        del y_folds, rhs
+    products = [grid.size if f.factors is None else int(f.factors.shape[1]) for f in fold_bases]
+    return coef, intercept, scores, chunk, products
+
+
+# --- preparing the eigen-bases (once, shared by all targets) ---------------------------------
 
 
 def _centred_kernel(k_rows: Any, row_means: Any, col_means: Any, grand: float) -> Any:
@@ -982,40 +1139,8 @@ def _fold_scores(ops: Any, fold: _Fold, coefs: Any, target: Any, out: np.ndarray
         out[k] = ops.to_numpy(ops.sumsq_cols(resid.reshape(n_test, tc))) / -n_test
 
 
-def _cv_chunk_primal(
-    ops: Any,
-    Xs: Any,
-    folds: Sequence[_Fold],
-    refit: _Refit,
-    y_folds: Sequence[Any],
-    y_sums: Sequence[Any],
-    y_total: Any,
-    fit_intercept: bool,
-    scores: np.ndarray,
-) -> Any:
-    """CV scores of a chunk in the voxel form; returns ``X^T Y`` (refit right-hand side)."""
-    # X_f^T Y_f per fold: their sum is X^T Y and a fold's training product is the sum minus its own.
-    cross = [ops.matmul(Xs[fold.test].T, y) for fold, y in zip(folds, y_folds, strict=True)]
-    total = ops.copy(cross[0])
-    for c in cross[1:]:
-        total += c
-    for k, fold in enumerate(folds):
-        rhs = total - cross[k]
-        cross[k] = None  # free as we go
-        target = y_folds[k]
-        if fit_intercept:
-            y_train = y_total - y_sums[k]
-            rhs -= ops.cast(fold.shift[:, None] * y_train[None, :], ops.dt)
-            target = target - ops.cast(y_train / fold.n_train, ops.dt)[None, :]
-        coefs = ops.matmul(fold.basis.T, rhs)
-        del rhs
-        _fold_scores(ops, fold, coefs, target, scores[k])
-    return total
-
-
 def _cv_chunk_kernel(
     ops: Any,
-    Xs: Any,
     folds: Sequence[_Fold],
     refit: _Refit,
     y_folds: Sequence[Any],
@@ -1057,16 +1182,12 @@ def _cv_chunk_kernel(
 def _refit_chunk(
     ops: Any, refit: _Refit, rhs: Any, best: np.ndarray, y_total: Any, n: int, fit_intercept: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weights on all samples, each target with its own alpha: one scaling, two products."""
+    """Kernel-form weights on all samples, each target with its own alpha (``rhs`` is
+    ``basis^T Y``): one scaling, one product."""
     y_mean = y_total / n
-    if refit.to_voxels is refit.basis:  # voxel form: rhs is X^T Y
-        if fit_intercept:  # centred cross-products: X^T Y - n mean_x mean_y^T
-            rhs -= ops.cast(refit.voxel_mean[:, None] * y_total[None, :], ops.dt)
-        coefs = ops.matmul(refit.basis.T, rhs)
-    else:  # kernel form: rhs is basis^T Y
-        coefs = rhs
-        if fit_intercept:
-            coefs -= refit.shift[:, None] * ops.cast(y_mean, ops.dt)[None, :]
+    coefs = rhs
+    if fit_intercept:
+        coefs -= refit.shift[:, None] * ops.cast(y_mean, ops.dt)[None, :]
     coefs *= refit.weights[:, ops.index(best)]
     w = ops.matmul(refit.to_voxels, coefs)
     b = np.zeros(w.shape[1])

@@ -432,3 +432,39 @@ def test_bad_inputs():
     bad_x[0, 0] = np.nan
     with pytest.raises(DataError, match="non-finite"):
         dec.predict(bad_x)
+
+
+# --------------------------------------------------------------------------------------------
+# Working memory
+# --------------------------------------------------------------------------------------------
+
+
+def test_working_memory_below_inputs_and_flat_in_targets():
+    """Folds run one at a time and no standardised copy of X is kept: beyond the output
+    coefficients, the fit's peak allocations stay below the inputs and grow with the number of
+    targets only by the per-target scores (K x alphas values), not by any p- or n-sized array."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, p = 1000, 600  # many voxels per sample: keeping every fold's basis would exceed the inputs
+    X = (rng.standard_normal((n, p)) * 3 + 5).astype(np.float32)
+    fit_ridge_cv(X[:50, :10], rng.standard_normal((50, 2)))  # lazy imports outside the count
+
+    def working(t):
+        Y = rng.standard_normal((n, t)).astype(np.float32)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            dec = fit_ridge_cv(X, Y, alphas="paper", fit_intercept=False, memory_budget=2**20)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return peak - base - dec.coef.nbytes, X.nbytes + Y.nbytes
+
+    small, inputs = working(3000)
+    large, _ = working(6000)
+    print(
+        f"working memory {small / 2**20:.1f} / {large / 2**20:.1f} MiB, inputs {inputs / 2**20:.1f}"
+    )
+    assert small < inputs
+    assert large - small < 3000 * 400  # bytes per added target (the output adds 2400)
