@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (read only)")
+    parser.add_argument(
+        "bids_dir", help="the raw BIDS dataset (read only): a folder, a DataLad dataset or its URL"
+    )
     parser.add_argument("output_dir", type=Path, help="the derivatives dataset to write")
     parser.add_argument(
         "analysis_level", choices=["participant", "group"], help="processing stage to run"
@@ -137,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=5.0, help="guidance scale")
     g.add_argument("--random-seed", type=int, default=42, help="seed of everything random")
     g.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: auto)")
+    g = parser.add_argument_group("DataLad")
+    g.add_argument(
+        "--datalad",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="save each participant's outputs in OUTPUT_DIR as a DataLad dataset with a "
+        "`datalad run` record (default: when OUTPUT_DIR already is a dataset)",
+    )
     g = parser.add_argument_group("performance")
     g.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory")
     g.add_argument("--nprocs", "--nthreads", type=_positive_int, help="processes (MultiProc)")
@@ -359,6 +369,33 @@ def run_group(args) -> int:
     return EXIT_OK
 
 
+def _prepare_datalad(args):
+    """Install and get DataLad inputs (before anything reads them); whether to record."""
+    from nipype_brainrecon import datalad
+
+    derivatives = dict(args.derivatives or [])
+    record = datalad.should_record(args.datalad, args.output_dir)
+    if not (record or datalad.uses_datalad(args.bids_dir, *derivatives.values())):
+        return None, record
+    prepared = datalad.prepare_inputs(
+        args.bids_dir,
+        derivatives or None,
+        args.participant_label,
+        args.task,
+        space=args.space,
+        roi_dseg=args.roi_dseg,
+        roi_labels=args.roi_labels,
+        clone_dir=args.output_dir / "sourcedata",
+        superdataset=args.output_dir if record else None,
+        jobs=args.nprocs or 4,
+    )
+    print(datalad.format_summary(prepared.summary))
+    args.bids_dir = prepared.bids_dir
+    if args.derivatives:
+        args.derivatives = list(prepared.derivatives.items())
+    return prepared, record
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``brainrecon``; returns the BIDS Apps exit code."""
     parser = build_parser()
@@ -368,11 +405,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = shlex.join(["brainrecon", *(sys.argv[1:] if argv is None else argv)])
     try:
+        prepared = record = None
+        if args.analysis_level == "participant":
+            prepared, record = _prepare_datalad(args)
+        args.bids_dir = Path(args.bids_dir)
         _check_paths(args.bids_dir, args.output_dir)
         if args.analysis_level == "group":
             return run_group(args)
         if not args.skip_bids_validation:
-            validate_bids(args.bids_dir)
+            if prepared is not None and not prepared.complete:
+                LOGGER.warning(
+                    "%s: content of some files is not present (DataLad); BIDS validation skipped",
+                    args.bids_dir,
+                )
+            else:
+                validate_bids(args.bids_dir)
+        if record:
+            from nipype_brainrecon.datalad import run_recorded
+
+            return run_recorded(parser, args, inputs=prepared, settings=_settings(args))
         return run_participant(args, command)
     except BrainreconError as exc:
         print(f"brainrecon: error: {exc}", file=sys.stderr)

@@ -874,8 +874,12 @@ def describe_model(
 
 
 def demo_model_path() -> Path:
-    """The small demo model shipped with the package (a diffusers folder)."""
-    path = Path(__file__).resolve().parent / "data" / "demo_model"
+    """The small demo model shipped with the package (a diffusers folder).
+
+    ``$BRAINRECON_DEMO_MODEL`` points elsewhere (e.g. a retrained copy).
+    """
+    override = os.environ.get("BRAINRECON_DEMO_MODEL")
+    path = Path(override) if override else Path(__file__).resolve().parent / "data" / "demo_model"
     if not (path / "model_index.json").is_file():
         raise MissingInputError(
             f"{path}: the demo model is missing from this installation; reinstall the package "
