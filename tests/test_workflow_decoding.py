@@ -13,10 +13,12 @@ import pytest
 
 from nipype_brainrecon.bids import collect_participant
 from nipype_brainrecon.masks import roi_voxel_count
-from nipype_brainrecon.models import build_tiny_sd
+from nipype_brainrecon.models import demo_model_path, native_resolution
 from nipype_brainrecon.ridge import load_decoder
 from nipype_brainrecon.simulate import simulate_dataset
 from nipype_brainrecon.workflows.decoding import init_decoding_wf
+
+RES = native_resolution(demo_model_path())  # the shipped demo model's own image size
 
 
 def _feed(wf, participant, model):
@@ -53,11 +55,11 @@ def test_graph_shapes():
 def decoded(tmp_path_factory):
     base = tmp_path_factory.mktemp("decoding")
     simulate_dataset(base / "sim", n_subjects=1, seed=3)
-    model = build_tiny_sd(base / "model", profile="sd-v1-shapes", seed=0)
+    model = demo_model_path()
     participant = collect_participant(base / "sim", "01")
     cache = base / "features"
 
-    wf = init_decoding_wf(resolution=64, feature_cache=str(cache), metadata={"seed": 3})
+    wf = init_decoding_wf(resolution=RES, feature_cache=str(cache), metadata={"seed": 3})
     wf.base_dir = str(base / "work")
     _feed(wf, participant, model)
     paper = wf.run()
@@ -67,7 +69,7 @@ def decoded(tmp_path_factory):
         precomputed_betas=True,
         z_roi="ventral",
         c_roi="early",
-        resolution=64,
+        resolution=RES,
         feature_cache=str(cache),
         name="swapped_wf",
     )
@@ -76,11 +78,11 @@ def decoded(tmp_path_factory):
     swapped.inputs.inputnode.betas_files = betas.betas_file
     swapped.inputs.inputnode.trials_files = betas.trials_file
     other = swapped.run()
-    return paper, other
+    return paper, other, participant, model
 
 
 def test_paper_finding_on_simulation(decoded):
-    paper, swapped = decoded
+    paper, swapped = decoded[:2]
     scores = {
         ("z", "early"): _outputs(paper, "predict_z").scores,
         ("c", "ventral"): _outputs(paper, "predict_c").scores,
@@ -106,20 +108,21 @@ def test_paper_finding_on_simulation(decoded):
 
 
 def test_decoder_files_and_provenance(decoded):
-    paper, _ = decoded
+    paper = decoded[0]
     fit = _outputs(paper, "fit_z")
     sidecar = json.loads(open(fit.sidecar_file).read())
     decoder = load_decoder(fit.decoder_file)
     assert decoder.n_voxels == roi_voxel_count(_outputs(paper, "roi_z").roi_file) == 190
-    assert tuple(decoder.target_shape) == (4, 8, 8)
-    assert sum(fit.alpha_counts.values()) == 4 * 8 * 8
+    side = RES // 8
+    assert tuple(decoder.target_shape) == (4, side, side)
+    assert sum(fit.alpha_counts.values()) == 4 * side * side
     text = json.dumps(sidecar)
     assert "early" in text and '"seed": 3' in text
     split = _outputs(paper, "split_z").split_info
     assert split["TestSetRule"] == "repeats"
     assert split["NumberOfTestStimuli"] == 20 and split["TestRepeatsMin"] == 3
     predicted = np.load(_outputs(paper, "predict_z").predicted_file)
-    assert predicted.shape == (20, 4, 8, 8)
+    assert predicted.shape == (20, 4, side, side)
 
 
 def test_default_alpha_grid_decodes_at_least_as_well_as_papers(decoded):
@@ -129,7 +132,7 @@ def test_default_alpha_grid_decodes_at_least_as_well_as_papers(decoded):
     from nipype_brainrecon.metrics import decoding_scores
     from nipype_brainrecon.ridge import fit_ridge_cv
 
-    paper, _ = decoded
+    paper = decoded[0]
     for target in ("z", "c"):
         split = _outputs(paper, f"split_{target}")
         features = _outputs(paper, "features")
@@ -153,3 +156,79 @@ def test_default_alpha_grid_decodes_at_least_as_well_as_papers(decoded):
         )
         assert scores["default"]["target_r_mean"] >= scores["paper"]["target_r_mean"]
         assert scores["default"]["identification"] >= scores["paper"]["identification"]
+
+
+@pytest.fixture(scope="module")
+def reconstructed(decoded, tmp_path_factory):
+    """Reconstructions of the test stimuli from decoded z and c in the three modes."""
+    from nipype_brainrecon.workflows.reconstruction import init_reconstruction_wf
+
+    paper, _, participant, model = decoded
+    outputs = {}
+    base = tmp_path_factory.mktemp("recon")
+    for mode in ("z+c", "z", "c"):
+        wf = init_reconstruction_wf(
+            mode=mode,
+            n_samples=2,
+            n_chunks=2,
+            shuffled_baseline=mode == "z+c",
+            name=f"recon_{mode.replace('+', '')}_wf",
+        )
+        wf.base_dir = str(base)
+        inputs = wf.inputs.inputnode
+        inputs.z_file = _outputs(paper, "predict_z").predicted_file
+        inputs.c_file = _outputs(paper, "predict_c").predicted_file
+        inputs.stimuli_file = _outputs(paper, "split_z").test_stimuli_file
+        inputs.model = str(model)
+        outputs[mode] = wf.run()
+    return outputs
+
+
+def _metrics(decoded, reconstructed, mode, extractors=("pixels", "lowlevel")):
+    import pandas as pd
+
+    from nipype_brainrecon.evaluation import evaluate, load_images
+
+    paper, _, participant, _ = decoded
+    result = reconstructed[mode]
+    images = np.load(_outputs(result, "concatenate").images_file)
+    ids = pd.read_csv(_outputs(result, "concatenate").stimuli_file, sep="\t", dtype=str)
+    files = {p.stem: p for p in participant.stim_files}
+    originals = load_images([files[s] for s in ids["stim_id"]], size=images.shape[2:4])
+    train = pd.read_csv(_outputs(paper, "split_z").train_stimuli_file, sep="\t", dtype=str)
+    mean_image = load_images(
+        [files[s] for s in sorted(set(train["stim_id"]))], size=images.shape[2:4]
+    )
+    baselines = {"mean training image": mean_image.mean(axis=0).round().astype(np.uint8)}
+    if mode == "z+c":
+        baselines["shuffled latents"] = np.load(
+            _outputs(result, "reconstruct_shuffled").images_file
+        )
+    return evaluate(
+        originals, images, extractors=extractors, size=images.shape[2], baselines=baselines
+    )
+
+
+def test_reconstruction_from_decoded_features(decoded, reconstructed):
+    table = _metrics(decoded, reconstructed, "z+c")
+    print(table.to_string())
+    for metric, margin in (("LowLevel(colour) 2-way (takagi)", 0.1), ("Pixels 2-way (mindeye)", 0)):
+        row = table.loc[metric]
+        assert row["value"] > row["chance"] + margin
+        assert row["value"] > row["baseline: shuffled latents"]
+        assert row["value"] > row["baseline: mean training image"]
+
+
+def test_ablation_pattern_of_the_paper(decoded, reconstructed):
+    """z only beats c only on low-level fidelity; c only keeps semantic (colour) content."""
+    z_only = _metrics(decoded, reconstructed, "z")
+    c_only = _metrics(decoded, reconstructed, "c")
+    for metric in ("PixCorr", "SSIM"):
+        print(
+            f"{metric}: z only {z_only.loc[metric, 'value']:.3f}, c only "
+            f"{c_only.loc[metric, 'value']:.3f}"
+        )
+        assert z_only.loc[metric, "value"] > c_only.loc[metric, "value"]
+    semantic = c_only.loc["LowLevel(colour) 2-way (takagi)"]
+    print(f"c only, colour identification {semantic['value']:.3f} (chance {semantic['chance']})")
+    assert semantic["value"] > semantic["chance"]
