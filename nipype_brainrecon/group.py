@@ -57,11 +57,12 @@ def write_group_outputs(
     out = Path(output_dir)
     paths = sorted(out.glob(METRICS_PATTERN))
     wanted = {p.removeprefix("sub-") for p in participants} if participants else None
-    tables = {}
+    tables, files = {}, {}
     for path in paths:
         subject = path.parent.name.removeprefix("sub-")
         if wanted is None or subject in wanted:
             tables[subject] = read_subject_metrics(path)
+            files[subject] = path
     if not tables:
         raise MissingInputError(
             f"{out}: no per-subject metrics found ({METRICS_PATTERN}); run the participant "
@@ -87,10 +88,10 @@ def write_group_outputs(
         )
         + "\n",
     )
-    from .report import write_group_report
+    from .report import collect_group_table, write_group_report
 
     report = write_group_report(
-        table,
+        collect_group_table(files),
         out / "group.html",
         subjects_reports={s: f"sub-{s}.html" for s in sorted(tables)},
         provenance={"participants": sorted(tables)},
