@@ -40,9 +40,11 @@ BIDSIGNORE = """\
 # Files of nipype-brainrecon that the BIDS specification does not define
 *.html
 logs/
-*/figures/
-*/decoding/
-*/recon/
+sub-*/figures
+sub-*/decoding
+sub-*/recon
+*_mask.nii.gz
+*_mask.json
 *_betas.nii.gz
 *_betas.json
 *_trials.tsv
