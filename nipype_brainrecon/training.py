@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import MissingInputError, UsageError
+from .errors import UsageError
 from .io import atomic_directory, atomic_write_text
+from .models import demo_model_path
 from .stimuli import BACKGROUNDS, Scene, generate_scenes, render_scene, scene_captions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,22 +273,6 @@ class TrainingReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return dataclasses.asdict(self)
-
-
-def demo_model_path() -> Path:
-    """The shipped demo model folder (load it with ``models.load_pipeline``).
-
-    Raises
-    ------
-    MissingInputError
-        The package was installed without its data files.
-    """
-    if not (DEMO_MODEL_DIR / "model_index.json").is_file():
-        raise MissingInputError(
-            f"{DEMO_MODEL_DIR}: the demo model is missing from the package; reinstall "
-            "nipype-brainrecon or train one with tools/train_demo_model.py"
-        )
-    return DEMO_MODEL_DIR
 
 
 # --------------------------------------------------------------------------------------------

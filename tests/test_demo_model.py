@@ -32,7 +32,7 @@ RES = 64  # the model's native size
 
 @pytest.fixture(scope="module")
 def pipe():
-    return models.load_pipeline(training.demo_model_path(), device="cpu")
+    return models.load_pipeline(models.demo_model_path(), device="cpu")
 
 
 @pytest.fixture(scope="module")
