@@ -84,7 +84,8 @@ LOW_RANK_ALPHAS: bool | None = None
 #: inputs) and on a GPU: fixed, so that memory does not grow with the number of targets beyond
 #: the output coefficients.
 DEFAULT_BUDGET = 64 * 2**20
-DEFAULT_GPU_BUDGET = 512 * 2**20
+#: On a GPU, at most this or an eighth of its free memory: larger chunks, fewer transfers.
+DEFAULT_GPU_BUDGET = 2 * 2**30
 
 
 # --------------------------------------------------------------------------------------------
@@ -653,7 +654,7 @@ def fit_ridge_cv(
         Targets per chunk; default from ``memory_budget``.
     memory_budget : int, optional
         Bytes of working memory for a chunk of targets; default :data:`DEFAULT_BUDGET` (64 MiB,
-        or a quarter of the inputs if less; 512 MiB on a GPU).
+        or a quarter of the inputs if less; on a GPU 2 GiB or an eighth of its free memory).
     metadata : mapping, optional
         Provenance stored in the decoder (and its sidecar when saved).
 
@@ -725,7 +726,10 @@ def fit_ridge_cv(
     )  # fmt: skip
     if memory_budget is None:
         if ops.name == "torch" and ops.device.type == "cuda":
-            memory_budget = DEFAULT_GPU_BUDGET
+            import torch
+
+            free = torch.cuda.mem_get_info(ops.device)[0]
+            memory_budget = max(2**26, min(DEFAULT_GPU_BUDGET, free // 8))
         else:  # at most a quarter of the inputs, so that small problems stay small
             memory_budget = min(DEFAULT_BUDGET, max(2**20, (X.nbytes + Y2.nbytes) // 4))
     src = _Source(ops, X, Y2, mask, mean, scale, rows)
@@ -889,11 +893,30 @@ def _fit_primal(
                 f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
             )
     y_total = y_sums.sum(0)
-    for rows in src.blocks(slice(0, n)):
-        xb = src.voxels(rows)
+    if device_y:
+        # On a device, accumulate Xs^T Y there, one column chunk at a time: copying the p x chunk
+        # product back to the host for every row block would dominate the run time.
+        blocks = list(src.blocks(slice(0, n)))
+        cached = [src.voxels(rows) for rows in blocks] if n * p * isz <= 4 * budget else None
         for cols in _chunks(t, xty_chunk):
-            coef[:, cols] += ops.to_numpy(ops.matmul(xb.T, src.targets(rows, cols)))
-        del xb
+            acc = None
+            for i, rows in enumerate(blocks):
+                xb = cached[i] if cached is not None else src.voxels(rows)
+                part = ops.matmul(xb.T, src.targets(rows, cols))
+                if acc is None:
+                    acc = part
+                else:
+                    acc += part
+                del xb, part
+            coef[:, cols] = ops.to_numpy(acc)
+            del acc
+        del cached
+    else:
+        for rows in src.blocks(slice(0, n)):
+            xb = src.voxels(rows)
+            for cols in _chunks(t, xty_chunk):
+                coef[:, cols] += ops.to_numpy(ops.matmul(xb.T, src.targets(rows, cols)))
+            del xb
 
     scores = np.empty((len(folds), grid.size, t), dtype=dt)
     products = []
