@@ -178,6 +178,7 @@ def init_decoding_wf(
         features.inputs.cache_dir = feature_cache
     if device:
         features.inputs.device = device
+        features.inputs.use_gpu = device.startswith("cuda")
     workflow.connect([
         (inputnode, features, [("stimuli_dir", "stimuli_dir"),
                                ("captions_file", "captions_file"),
@@ -194,7 +195,7 @@ def init_decoding_wf(
 
     use_gpu = backend == "torch" or (device or "").startswith("cuda")
     for target, names, label in (("z", z_names, z_label), ("c", c_names, c_label)):
-        roi = pe.Node(RoiMask(roi_names=names, roi_label=label), name=f"roi_{target}")
+        roi = pe.Node(RoiMask(roi_names=names, roi_label=label), name=f"roi_{target}", mem_gb=1.0)
         extract = pe.Node(ExtractRoiData(), name=f"extract_{target}", mem_gb=2.0)
         split = pe.Node(SplitTrials(test_set=test_set), name=f"split_{target}", mem_gb=2.0)
         fit = pe.Node(

@@ -104,6 +104,8 @@ def init_reconstruction_wf(
     chunks = pe.Node(
         niu.Function(function=_chunk_ids, input_names=["stimuli_file", "n_chunks"]),
         name="chunks",
+        mem_gb=0.5,
+        run_without_submitting=True,
     )
     chunks.inputs.n_chunks = n_chunks
     reconstruct = pe.MapNode(
@@ -112,7 +114,7 @@ def init_reconstruction_wf(
         name="reconstruct",
         mem_gb=mem_gb,
     )
-    concatenate = pe.Node(ConcatenateImages(), name="concatenate")
+    concatenate = pe.Node(ConcatenateImages(), name="concatenate", mem_gb=mem_gb)
     workflow.connect([
         (inputnode, chunks, [("stimuli_file", "stimuli_file")]),
         (chunks, reconstruct, [("out", "stim_ids")]),
@@ -125,8 +127,8 @@ def init_reconstruction_wf(
         (reconstruct, outputnode, [(("settings", _first), "settings")]),
     ])  # fmt: skip
     if shuffled_baseline:
-        both = pe.Node(niu.Merge(2), name="both_features")
-        shuffle = pe.Node(ShuffleRows(seed=seed), name="shuffle")
+        both = pe.Node(niu.Merge(2), name="both_features", mem_gb=0.5, run_without_submitting=True)
+        shuffle = pe.Node(ShuffleRows(seed=seed), name="shuffle", mem_gb=1.0)
         shuffled = pe.Node(
             Reconstruct(n_samples=baseline_samples, **recipe),
             name="reconstruct_shuffled",
@@ -195,7 +197,9 @@ def init_evaluation_wf(
     outputnode = pe.Node(
         niu.IdentityInterface(fields=["metrics_file", "metrics"]), name="outputnode"
     )
-    evaluate = pe.Node(Evaluate(extractors=list(extractors), size=size), name="evaluate")
+    evaluate = pe.Node(
+        Evaluate(extractors=list(extractors), size=size), name="evaluate", mem_gb=4.0
+    )
     workflow.connect([
         (inputnode, evaluate, [("images_file", "images_file"),
                                ("stimuli_file", "stimuli_file"),
