@@ -9,6 +9,8 @@ Layout (see ``docs/outputs.md``)::
         func/  sub-<label>_<run entities>_space-<space>_desc-<method>_betas.nii.gz (+ .json)
                sub-<label>_<run entities>_desc-<method>_trials.tsv
                sub-<label>_space-<space>_label-<roi>_mask.nii.gz (+ .json)
+               sub-<label>_task-<t>_space-<space>_desc-<feature><Stat>_statmap.nii.gz (+ .json)
+               sub-<label>_task-<t>_desc-encoding_rois.tsv (+ .json)   (with --encoding)
         decoding/  sub-<label>_target-<z|c>_roi-<roi>_decoder.safetensors (+ .json)
                    sub-<label>_target-<z|c>_roi-<roi>_predicted.npy, ..._scores.json
                    sub-<label>_stimuli.tsv (test stimuli, row order of the arrays)
@@ -52,6 +54,10 @@ sub-*/recon
 *_metrics.json
 group_metrics.tsv
 group_metrics.json
+*_statmap.nii.gz
+*_statmap.json
+*_desc-encoding_rois.tsv
+*_desc-encoding_rois.json
 """
 
 CITATION = """\

@@ -1,7 +1,8 @@
 """HTML reports of a participant run and of a group, in the style of fMRIPrep's.
 
 A participant report is one page, ``sub-<label>.html`` at the derivatives root, with a navigation
-bar and the sections Summary, ROIs, Decoding, Reconstructions, Metrics, About and Errors. Its
+bar and the sections Summary, ROIs, Decoding, Reconstructions, Metrics, Encoding (with
+``--encoding``), About and Errors. Its
 figures are SVG files written into ``figures_dir`` (e.g. ``sub-01/figures``) and linked by paths
 relative to the page, as are the reconstructions; images outside the page's folder (the
 stimuli, which live in the raw dataset) are embedded as small PNG thumbnails so the derivatives
@@ -995,6 +996,21 @@ def _metrics_section(summary: Mapping[str, Any], ctx: _Context) -> str | None:
     return _metrics_html(table, id_="metrics-table") + note
 
 
+def _encoding_section(summary: Mapping[str, Any], ctx: _Context) -> str | None:
+    encoding = summary.get("encoding")
+    if not encoding:
+        return None
+    from .encoding import report_section
+
+    return report_section(
+        encoding,
+        figures_dir=ctx.figures_dir,
+        prefix=ctx.prefix,
+        base=ctx.base,
+        reference=summary.get("reference_bold"),
+    )
+
+
 def _about_section(summary: Mapping[str, Any], ctx: _Context) -> str:
     software = summary.get("software") or {}
     parts = []
@@ -1078,7 +1094,8 @@ def write_participant_report(
     summary : mapping
         What the run produced (see ``docs/report.md``): ``subject`` (required), ``software``,
         ``command``, ``settings``, ``inputs``, ``reference_bold``, ``rois``, ``split``,
-        ``decoding``, ``alpha_counts``, ``test_stimuli``, ``metrics`` (a TSV path) and
+        ``decoding``, ``alpha_counts``, ``test_stimuli``, ``metrics`` (a TSV path),
+        ``encoding`` (:func:`nipype_brainrecon.encoding.write_encoding_derivatives`) and
         ``errors``. Absent keys leave their section out.
     out_html : path
         The page, e.g. ``<derivatives>/sub-01.html``; links are relative to its folder.
@@ -1122,6 +1139,7 @@ def write_participant_report(
             ("Decoding", "decoding", lambda: _decoding_section(summary, ctx)),
             ("Reconstructions", "reconstructions", lambda: _recon_section(summary, ctx)),
             ("Metrics", "metrics", lambda: _metrics_section(summary, ctx)),
+            ("Encoding", "encoding", lambda: _encoding_section(summary, ctx)),
             ("About", "about", lambda: _about_section(summary, ctx)),
         ],
         ctx.problems,
