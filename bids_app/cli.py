@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from nipype_brainrecon.errors import (
     OutputError,
     UsageError,
 )
+from nipype_brainrecon.io import output_lock
 
 LOGGER = logging.getLogger("brainrecon")
 
@@ -126,6 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--alphas", choices=["default", "paper"], default="default", help="ridge grid")
     g.add_argument("--resolution", type=_positive_int, help="image size for z (default 320)")
+    g = parser.add_argument_group("encoding analysis")
+    g.add_argument(
+        "--encoding",
+        action="store_true",
+        help="also fit voxel-wise encoding models (z, c, z_c, U-Net features) and write maps",
+    )
+    g.add_argument(
+        "--encoding-blocks",
+        nargs="*",
+        default=["down1", "mid", "up1"],
+        metavar="BLOCK",
+        help="U-Net blocks hooked for encoding features: down<i>, mid, up<i> (none: no U-Net)",
+    )
+    g.add_argument(
+        "--encoding-steps",
+        nargs="+",
+        choices=["early", "middle", "late"],
+        default=["early", "middle", "late"],
+        help="denoising steps at which U-Net features are captured",
+    )
     g = parser.add_argument_group("reconstruction")
     g.add_argument(
         "--model",
@@ -139,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=5.0, help="guidance scale")
     g.add_argument("--random-seed", type=int, default=42, help="seed of everything random")
     g.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: auto)")
+    g.add_argument(
+        "--reconstruction-jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="split the test images into N reconstruction jobs that MultiProc or a cluster "
+        "runs in parallel (same outputs as one job)",
+    )
     g = parser.add_argument_group("DataLad")
     g.add_argument(
         "--datalad",
@@ -232,9 +262,17 @@ def _plugin_settings(args) -> dict:
             content = yaml.safe_load(args.use_plugin.read_text()) or {}
         except yaml.YAMLError as exc:
             raise UsageError(f"{args.use_plugin}: not valid YAML ({exc})") from exc
-        if "plugin" not in content:
+        if not isinstance(content, dict) or "plugin" not in content:
             raise UsageError(f"{args.use_plugin}: needs a 'plugin' key (e.g. MultiProc, SLURM)")
-        return {"plugin": content["plugin"], "plugin_args": content.get("plugin_args", {}) or {}}
+        # brainrecon's own keys (docs/cluster.md): per-node sbatch arguments for SLURM(Graph)
+        node_args = {"resources": bool(content.get("node_resources", True))}
+        if content.get("gpu_sbatch_args"):
+            node_args["gpu_args"] = str(content["gpu_sbatch_args"])
+        return {
+            "plugin": content["plugin"],
+            "plugin_args": content.get("plugin_args", {}) or {},
+            "node_args": node_args,
+        }
     plugin_args = {"raise_insufficient": False}
     if args.nprocs:
         plugin_args["n_procs"] = args.nprocs
@@ -270,8 +308,75 @@ def _settings(args) -> dict:
         "guidance_scale": args.guidance,
         "seed": args.random_seed,
         "device": args.device,
+        "n_chunks": args.reconstruction_jobs,
         "feature_cache": str(args.feature_cache.absolute()) if args.feature_cache else None,
+        "encoding": args.encoding,
+        "encoding_blocks": list(args.encoding_blocks),
+        "encoding_steps": list(args.encoding_steps),
     }
+
+
+def _collect_participants(args, labels, fmriprep, settings):
+    """Collect and pre-flight check each participant; one with bad inputs does not stop the others.
+
+    Returns the participants to run and ``{label: error}`` of those left out. With a single
+    participant (or when every one fails) the first error is raised as is.
+    """
+    from nipype_brainrecon.bids import collect_participant
+    from nipype_brainrecon.preflight import check_participant
+
+    participants, errors = [], {}
+    for label in labels:
+        try:
+            participant = collect_participant(
+                args.bids_dir,
+                label,
+                derivatives=fmriprep,
+                task=args.task,
+                space=args.space,
+                roi_dseg=args.roi_dseg,
+                roi_labels=args.roi_labels,
+            )
+            check_participant(participant, settings, mem_gb=args.mem)
+        except BrainreconError as exc:
+            if len(labels) == 1:
+                raise
+            name = str(label).strip().removeprefix("sub-")
+            print(f"brainrecon: error: sub-{name}: {exc}", file=sys.stderr)
+            errors[name] = exc
+            continue
+        participants.append(participant)
+    if not participants and errors:
+        raise next(iter(errors.values()))
+    return participants, errors
+
+
+def _failure_report(output_dir: Path, label: str, started: float) -> None:
+    """A report of a failed participant that links the crash files of this run."""
+    from nipype_brainrecon.report import write_participant_report
+
+    logs = output_dir / "logs"
+    errors = []
+    for crash in sorted(logs.glob("crash-*")):
+        try:
+            if crash.stat().st_mtime < started - 1:
+                continue
+            text = crash.read_text(errors="replace")
+        except OSError:
+            continue
+        if f"sub_{label}_wf" in text:
+            node = next((ln for ln in text.splitlines() if ln.startswith("Node:")), "a node")
+            errors.append({"message": f"{node.strip()} failed", "crash_file": str(crash)})
+    if not errors:
+        errors = [f"the workflow of sub-{label} did not finish; see the log"]
+    try:
+        write_participant_report(
+            {"subject": label, "errors": errors},
+            output_dir / f"sub-{label}.html",
+            figures_dir=logs / f"sub-{label}_figures",
+        )
+    except Exception as exc:  # the run already failed; a report must not hide why
+        LOGGER.warning("sub-%s: failure report not written (%s)", label, exc)
 
 
 def run_participant(args, command: str) -> int:
@@ -279,26 +384,16 @@ def run_participant(args, command: str) -> int:
     from nipype import config as nipype_config
     from nipype.pipeline import engine as pe
 
-    from nipype_brainrecon.bids import collect_participant, list_participants
+    from nipype_brainrecon.bids import list_participants
     from nipype_brainrecon.derivatives import init_output_dataset
+    from nipype_brainrecon.workflows.cluster import set_node_sbatch_args
     from nipype_brainrecon.workflows.participant import init_participant_wf
 
     derivatives = dict(args.derivatives or [])
     fmriprep = derivatives.get("fmriprep") or next(iter(derivatives.values()), None)
     labels = args.participant_label or list_participants(args.bids_dir)
     settings = _settings(args)
-    participants = [
-        collect_participant(
-            args.bids_dir,
-            label,
-            derivatives=fmriprep,
-            task=args.task,
-            space=args.space,
-            roi_dseg=args.roi_dseg,
-            roi_labels=args.roi_labels,
-        )
-        for label in labels
-    ]
+    participants, input_errors = _collect_participants(args, labels, fmriprep, settings)
     if not participants:
         raise MissingInputError(f"{args.bids_dir}: no participant to process")
     init_output_dataset(
@@ -335,26 +430,40 @@ def run_participant(args, command: str) -> int:
             ]
         )
     plugin = _plugin_settings(args)
+    node_args = plugin.pop("node_args", {})
+    set_node_sbatch_args(root, plugin["plugin"], **node_args)
     started = time.time()
     failed = []
     try:
         root.run(**plugin)
     except RuntimeError as exc:
         failed.append(str(exc))
+    if not failed and str(plugin["plugin"]).endswith("Graph"):
+        # SLURMGraph/SGEGraph/PBSGraph return once every job is submitted with its dependencies.
+        print(
+            f"participant level submitted to {plugin['plugin']}; outputs appear in "
+            f"{args.output_dir} when the jobs end; keep the work directory {work_dir}"
+        )
+        return EXIT_OK
     for participant in participants:
         label = participant.participant
         report = args.output_dir / f"sub-{label}.html"
-        state = "done" if report.exists() else "FAILED"
+        state = "done" if report.exists() and report.stat().st_mtime >= started - 1 else "FAILED"
         if state == "FAILED":
             failed.append(label)
+            _failure_report(args.output_dir, label, started)
         print(f"sub-{label}: {state}; report: {report}")
     print(f"participant level finished in {time.time() - started:.0f} s")
-    if failed:
+    for label, exc in input_errors.items():
+        print(f"sub-{label}: NOT RUN ({exc})")
+    if failed or input_errors:
+        crashes = f"; crash files in {args.output_dir / 'logs'}" if failed else ""
+        n_failed = sum(p.participant in failed for p in participants) + len(input_errors)
         print(
-            f"error: {len(failed)} failure(s); crash files in {args.output_dir / 'logs'}",
+            f"error: {max(n_failed, 1)} participant(s) failed{crashes}",
             file=sys.stderr,
         )
-        return EXIT_FAILURE
+        return EXIT_FAILURE if failed else next(iter(input_errors.values())).exit_code
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     return EXIT_OK
@@ -396,6 +505,18 @@ def _prepare_datalad(args):
     return prepared, record
 
 
+@contextlib.contextmanager
+def _participant_locks(args):
+    """One lock per participant in OUTPUT_DIR: two runs never write one subject at once."""
+    from nipype_brainrecon.bids import list_participants, normalize_participant_label
+
+    labels = args.participant_label or list_participants(args.bids_dir)
+    with contextlib.ExitStack() as stack:
+        for label in sorted({normalize_participant_label(label) for label in labels}):
+            stack.enter_context(output_lock(args.output_dir, f"sub-{label}"))
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``brainrecon``; returns the BIDS Apps exit code."""
     parser = build_parser()
@@ -411,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         args.bids_dir = Path(args.bids_dir)
         _check_paths(args.bids_dir, args.output_dir)
         if args.analysis_level == "group":
-            return run_group(args)
+            with output_lock(args.output_dir, "group"):
+                return run_group(args)
         if not args.skip_bids_validation:
             if prepared is not None and not prepared.complete:
                 LOGGER.warning(
@@ -424,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             from nipype_brainrecon.datalad import run_recorded
 
             return run_recorded(parser, args, inputs=prepared, settings=_settings(args))
-        return run_participant(args, command)
+        with _participant_locks(args):
+            return run_participant(args, command)
     except BrainreconError as exc:
         print(f"brainrecon: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -205,6 +205,11 @@ def resolve_stim_file(
     text = str(value).strip()
     if not text:
         raise DataError(f"{source}: empty stim_file entry; name a file relative to stimuli/")
+    if any(ord(ch) < 32 for ch in text):
+        raise DataError(
+            f"{source}: stim_file {text!r} holds control characters; name a file relative to "
+            "stimuli/"
+        )
     if Path(text).is_absolute() or text.startswith(("/", "\\")):
         raise DataError(
             f"{source}: stim_file {text!r} is an absolute path; give it relative to {stimuli_dir}"
@@ -216,6 +221,14 @@ def resolve_stim_file(
             f"{source}: stim_file {text!r} points outside {stimuli_dir}; "
             "stimuli must live in stimuli/"
         )
+    try:
+        candidate.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise DataError(
+            f"{source}: stim_file {text[:80]!r} cannot be used as a file name ({exc.strerror})"
+        ) from exc
     if must_exist and not candidate.is_file():
         if candidate.is_symlink():
             raise MissingInputError(
@@ -243,7 +256,8 @@ def _read_tsv(path: Path, what: str, dtype: Any = str) -> Any:
     except FileNotFoundError as exc:
         raise MissingInputError(f"{path}: {what} not found") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as a tab-separated {what} ({exc})") from exc
+        reason = " ".join(str(exc).split())  # one line: pandas' messages end in a newline
+        raise DataError(f"{path}: cannot be read as a tab-separated {what} ({reason})") from exc
 
 
 def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str | Path) -> Any:
@@ -289,8 +303,28 @@ def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str |
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise DataError(f"{path}: row {row + 1} has a non-numeric {column}; write seconds")
         table[column] = values.astype(float)
+    if not np.isfinite(table[["onset", "duration"]].to_numpy()).all():
+        row = int(np.flatnonzero(~np.isfinite(table[["onset", "duration"]].to_numpy()))[0] // 2)
+        raise DataError(f"{path}: row {row + 1} has an infinite onset or duration; write seconds")
+    for column in ("onset", "duration"):
+        if (table[column] < 0).any():
+            row = int(np.flatnonzero(table[column].to_numpy() < 0)[0])
+            raise DataError(
+                f"{path}: row {row + 1} has a negative {column}; onsets are seconds from the "
+                "first volume and durations are >= 0"
+            )
     if not table["stim_file"].notna().any():
         raise DataError(f"{path}: every stim_file is n/a; name the image each event shows")
+    shown = table[table["stim_file"].notna()].sort_values("onset", kind="stable")
+    starts, ends = shown["onset"].to_numpy(), (shown["onset"] + shown["duration"]).to_numpy()
+    overlap = np.flatnonzero(starts[1:] < ends[:-1] - 1e-3)
+    if overlap.size:
+        first, second = shown.index[overlap[0]], shown.index[overlap[0] + 1]
+        raise DataError(
+            f"{path}: image events in rows {first + 1} and {second + 1} overlap (onset "
+            f"{starts[overlap[0] + 1]:g} s before the previous image ends at "
+            f"{ends[overlap[0]]:g} s); one image at a time, fix the onsets or durations"
+        )
     stimuli_dir = Path(stimuli_dir)
     resolved: dict[str, Path] = {}
     column = []
@@ -744,6 +778,14 @@ def collect_participant(
         )
         n_volumes = _check_images(preproc, mask, confounds)
         events = read_events(events_file, stimuli_dir, dataset_dir=bids_dir)
+        late = events["onset"] >= n_volumes * tr
+        if late.any():
+            row = int(np.flatnonzero(late.to_numpy())[0])
+            raise DataError(
+                f"{events_file}: row {row + 1} starts at {events['onset'].iloc[row]:g} s, after "
+                f"the end of the run ({n_volumes} volumes x {tr:g} s = {n_volumes * tr:g} s); "
+                "is the events file of another run?"
+            )
         runs.append(
             RunInputs(
                 entities=entities,

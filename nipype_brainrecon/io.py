@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -70,11 +71,79 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(f"{path}: cannot write ({_reason(exc)}); {_fix(exc)}") from exc
         raise
     return path
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _fix(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free disk space (or raise the quota) or choose another output folder"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the folder writable or choose another output folder"
+    return "check the output folder"
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike, name: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder/.<name>.lock`` so two runs cannot write one output.
+
+    The lock is an advisory ``flock`` on a hidden file: the operating system drops it when the
+    holder exits, even when it is killed, so a killed run never blocks the next one. The file
+    holds the holder's process id and is removed on release.
+
+    Raises
+    ------
+    OutputError
+        Another process holds the lock (its process id is in the message), or the lock file
+        cannot be created.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    path = folder / f".{name}.lock"
+    for _ in range(5):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create the lock file ({_reason(exc)})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputError(f"{path}: cannot lock ({_reason(exc)})") from exc
+            raise OutputError(
+                f"{path}: another brainrecon run (process {holder}) is writing {name} in "
+                f"{folder}; wait for it to finish or choose another output folder"
+            ) from exc
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the file was removed by the previous holder in between: try again
+    else:  # pragma: no cover - needs five lost races in a row
+        raise OutputError(f"{path}: cannot take the lock; try again")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # still holding the lock, so nobody else is using this file
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

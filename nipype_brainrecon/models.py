@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MissingInputError, UsageError
+from .errors import DataError, MissingInputError, UsageError
 from .io import atomic_directory, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -549,7 +549,42 @@ def check_model_folder(
             (sub / "tokenizer.json").is_file() or (sub / "vocab.json").is_file()
         ):
             raise MissingInputError(f"{sub}: no tokenizer.json or vocab.json for 'tokenizer'")
+    _check_model_shapes(folder, components)
     return folder
+
+
+def _model_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable JSON config ({exc}); re-save the model") from exc
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: config is not a JSON object; re-save the model")
+    return config
+
+
+def _check_model_shapes(folder: Path, components: Sequence[str]) -> None:
+    """The components must fit together: latent channels and text width as the UNet expects."""
+    if "unet" not in components:
+        return
+    unet = _model_config(folder / "unet" / "config.json")
+    pairs = []
+    if "vae" in components:
+        vae = _model_config(folder / "vae" / "config.json")
+        pairs.append(("latent_channels", vae.get("latent_channels"), "in_channels", "vae"))
+    if "text_encoder" in components:
+        text = _model_config(folder / "text_encoder" / "config.json")
+        pairs.append(
+            ("hidden_size", text.get("hidden_size"), "cross_attention_dim", "text_encoder")
+        )
+    for key, value, unet_key, name in pairs:
+        expected = unet.get(unet_key)
+        if value is not None and expected is not None and value != expected:
+            raise DataError(
+                f"{folder / name / 'config.json'}: {key} {value} but the UNet expects "
+                f"{unet_key} {expected}; the components come from different models, use one "
+                "complete diffusers folder"
+            )
 
 
 def default_device() -> str:
@@ -642,7 +677,10 @@ def load_pipeline(
     except OSError as exc:
         if kwargs["local_files_only"] and not Path(source).is_dir():
             raise _not_cached(source, exc) from exc
-        raise MissingInputError(f"{source}: cannot load the model ({exc})") from exc
+        raise MissingInputError(
+            f"{source}: cannot load the model ({' '.join(str(exc).split())}); re-download "
+            "or re-save the model (safetensors weights)"
+        ) from exc
     pipe.scheduler = DDIMScheduler.from_config(
         pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
     )
@@ -679,7 +717,10 @@ def load_vae(
     except OSError as exc:
         if kwargs["local_files_only"] and not Path(source).is_dir():
             raise _not_cached(source, exc) from exc
-        raise MissingInputError(f"{source}: cannot load the VAE ({exc})") from exc
+        raise MissingInputError(
+            f"{source}: cannot load the VAE ({' '.join(str(exc).split())}); re-download "
+            "or re-save the model (safetensors weights)"
+        ) from exc
     vae = vae.to(dev).eval()
     if vae.dtype != dt:
         vae = vae.to(dtype=dt)
@@ -713,7 +754,10 @@ def load_text_encoder(
     except OSError as exc:
         if kwargs["local_files_only"] and not Path(source).is_dir():
             raise _not_cached(source, exc) from exc
-        raise MissingInputError(f"{source}: cannot load the text encoder ({exc})") from exc
+        raise MissingInputError(
+            f"{source}: cannot load the text encoder ({' '.join(str(exc).split())}); re-download "
+            "or re-save the model (safetensors weights)"
+        ) from exc
     text_encoder = text_encoder.to(device=dev, dtype=dt).eval()
     text_encoder.brainrecon_model_id = model_identity(model, ("text_encoder", "tokenizer"))
     return tokenizer, text_encoder

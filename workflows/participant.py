@@ -43,6 +43,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "device": None,
     "feature_cache": None,
     "precomputed_betas": None,
+    # Encoding analysis (--encoding): off by default, it adds U-Net runs and many ridge fits.
+    "encoding": False,
+    "encoding_blocks": ["down1", "mid", "up1"],
+    "encoding_steps": ["early", "middle", "late"],
 }
 
 
@@ -141,7 +145,10 @@ def init_participant_wf(
     stim_files = {Path(p).stem: str(p) for p in participant.stim_files}
     evaluation.inputs.inputnode.stim_files = stim_files
     train_ids = pe.Node(
-        niu.Function(function=_train_ids, input_names=["train_stimuli_file"]), name="train_ids"
+        niu.Function(function=_train_ids, input_names=["train_stimuli_file"]),
+        name="train_ids",
+        mem_gb=0.5,
+        run_without_submitting=True,
     )
 
     write = pe.Node(
@@ -157,11 +164,13 @@ def init_participant_wf(
             command=command,
         ),
         name="write_derivatives",
+        mem_gb=1.0,
         run_without_submitting=True,
     )
     report = pe.Node(
         ParticipantReport(output_dir=str(output_dir)),
         name="report",
+        mem_gb=1.0,
         run_without_submitting=True,
     )
     workflow.connect([
@@ -193,6 +202,20 @@ def init_participant_wf(
         (reconstruction, write, [("outputnode.images_file", "images_file"),
                                  ("outputnode.stimuli_file", "images_stimuli_file")]),
         (evaluation, write, [("outputnode.metrics_file", "metrics_file")]),
-        (write, report, [("summary", "summary")]),
     ])  # fmt: skip
+    if cfg["encoding"]:
+        from nipype_brainrecon.workflows.encoding import connect_participant_encoding
+
+        connect_participant_encoding(
+            workflow,
+            participant,
+            decoding=decoding,
+            write=write,
+            report=report,
+            output_dir=output_dir,
+            settings=cfg,
+            omp_nthreads=omp_nthreads,
+        )
+    else:
+        workflow.connect(write, "summary", report, "summary")
     return workflow

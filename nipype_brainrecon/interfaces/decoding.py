@@ -96,6 +96,7 @@ class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
     cache_dir = traits.Directory(desc="feature cache shared across subjects and reruns")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     progress = traits.Bool(False, usedefault=True, desc="show progress bars")
+    use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
 
 
 class _StimulusFeaturesOutputSpec(TraitedSpec):
@@ -225,7 +226,7 @@ class SplitTrials(SimpleInterface):
         from ..split import split_trials
 
         trials = pd.read_csv(self.inputs.trials_file, sep="\t", dtype={"stim_id": str})
-        data = np.load(self.inputs.data_file, mmap_mode="r")
+        data = np.load(self.inputs.data_file, mmap_mode="r", allow_pickle=False)
         split = split_trials(
             trials, data, test=self.inputs.test_set, source=self.inputs.trials_file
         )
@@ -261,7 +262,7 @@ def _rows_for(stimuli_file: str, features_stimuli_file: str, features_file: str)
     absent = sorted(set(wanted) - set(index))
     if absent:
         raise DataError(f"{features_file}: no features for stimulus/stimuli {absent[:5]}")
-    features = np.load(features_file, mmap_mode="r")
+    features = np.load(features_file, mmap_mode="r", allow_pickle=False)
     return np.asarray(features[[index[s] for s in wanted]]), wanted
 
 
@@ -308,7 +309,7 @@ class FitDecoder(SimpleInterface):
         y, _ = _rows_for(
             inputs.train_stimuli_file, inputs.features_stimuli_file, inputs.features_file
         )
-        x = np.load(inputs.train_data_file)
+        x = np.load(inputs.train_data_file, allow_pickle=False)
         metadata = dict(inputs.metadata) if isdefined(inputs.metadata) else {}
         metadata.update(target=inputs.target_label, roi=inputs.roi_label)
         alphas = inputs.alphas if isinstance(inputs.alphas, str) else np.asarray(inputs.alphas)
@@ -365,7 +366,17 @@ class PredictDecoder(SimpleInterface):
 
         inputs = self.inputs
         decoder = load_decoder(inputs.decoder_file)
-        x = np.load(inputs.test_data_file)
+        x = np.load(inputs.test_data_file, allow_pickle=False)
+        if x.ndim != 2 or x.shape[1] != decoder.n_voxels:
+            from ..errors import DataError
+
+            meta = decoder.metadata
+            raise DataError(
+                f"{inputs.decoder_file}: decoder fitted on {decoder.n_voxels} voxels (subject "
+                f"{meta.get('subject', '?')}, ROI {meta.get('roi', '?')}) but "
+                f"{inputs.test_data_file} has {x.shape[-1]}; use the decoder of this subject "
+                "and ROI"
+            )
         predicted = decoder.predict(x).reshape((len(x), *decoder.target_shape))
         out = Path(runtime.cwd)
         np.save(out / "predicted.npy", predicted.astype(np.float32))

@@ -71,8 +71,8 @@ class Reconstruct(SimpleInterface):
         if unknown:
             raise DataError(f"{inputs.stimuli_file}: no decoded features for {unknown[:5]}")
         rows = [all_ids.index(s) for s in wanted]
-        z = np.load(inputs.z_file, mmap_mode="r")
-        c = np.load(inputs.c_file, mmap_mode="r")
+        z = np.load(inputs.z_file, mmap_mode="r", allow_pickle=False)
+        c = np.load(inputs.c_file, mmap_mode="r", allow_pickle=False)
         for name, arr in (("z", z), ("c", c)):
             if len(arr) != len(all_ids):
                 raise DataError(
