@@ -1,8 +1,8 @@
 """Runs that survive being killed, subjects that fail alone, outputs that keep no personal data.
 
 One small simulated dataset (two subjects, two runs, 40 + 6 images), the shipped demo model and
-the smallest settings (one sample, two DDIM steps, one process) keep each participant run to
-about 15 s on one CPU core. The participant level is run through the ``brainrecon`` command in a
+small settings (one sample, 25 DDIM steps, one process) keep each participant run to
+about 20 s on one CPU core. The participant level is run through the ``brainrecon`` command in a
 subprocess, killed with SIGKILL in the middle of decoding (the feature node) and again in the
 middle of reconstruction, and rerun with the same work directory: it must finish without
 re-executing finished nodes and give the same bytes as an uninterrupted run.
@@ -33,7 +33,7 @@ ARGS = [
     "--samples",
     "1",
     "--steps",
-    "2",
+    "25",  # 20 U-Net steps: reconstruction lasts long enough to be killed inside it
     "--nprocs",
     "1",
     "--skip-bids-validation",
@@ -113,7 +113,7 @@ def _kill_when(cmd: list[str], log: Path, node: str, timeout: float = 180) -> No
                 if time.monotonic() > deadline:
                     pytest.fail(f"{node} never started: {log}")
                 time.sleep(0.02)
-            time.sleep(0.3)  # inside the node: running, not finished
+            time.sleep(0.1)  # inside the node: running, not finished
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
