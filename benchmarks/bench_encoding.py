@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._common import cpu_model as _cpu_model
+from benchmarks._common import package_versions as _versions
+
 SHAPES = {
     "z, SD v1 (4x40x40)": (1000, 6400, 4000),
     "z, demo model (4x8x8)": (1000, 256, 4000),
@@ -128,28 +131,6 @@ def run() -> dict[str, Any]:
         "versions": _versions(),
         "results": rows,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("numpy", "scipy", "himalaya", "scikit-learn", "nipype-brainrecon"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
 
 
 def markdown(report: dict[str, Any]) -> str:

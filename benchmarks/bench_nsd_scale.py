@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import cpu_model, package_versions, rss_kib
+
 #: (trials, voxels, targets) of NSD subject 1 in the paper.
 SHAPES = {"z": (24980, 5917, 6400), "c": (24980, 7604, 59136)}
 PAPER_ALPHAS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
@@ -93,14 +95,6 @@ def make_data(n: int, p: int, t: int, seed: int = 0):
     return X, Y
 
 
-def _rss_kib(field: str = "VmRSS") -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Generate one decoder's data and fit it (in a child process); print nothing else."""
     import warnings
@@ -113,7 +107,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     X, Y = make_data(n, p, t)
     gen_s = time.perf_counter() - start
-    base_kib = _rss_kib()
+    base_kib = rss_kib()
     info: dict[str, Any] = {}
     gpu_peak = None
     start = time.perf_counter()
@@ -215,23 +209,9 @@ def _worker_main(spec_json: str) -> int:
 
 
 def _machine(threads: int, device: str | None) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    versions = {}
-    for pkg in ("numpy", "torch", "himalaya", "nipype-brainrecon"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = "absent"
+    versions = package_versions(("numpy", "torch", "himalaya", "nipype-brainrecon"))
     gpu = None
     if device and device.startswith("cuda"):
         import torch

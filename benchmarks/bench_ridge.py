@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import cpu_model as _cpu_model
+from benchmarks._common import package_versions as _versions
+from benchmarks._common import rss_kib as _rss_kib
+
 FULL_SHAPES = [(6000, 1500, 6400), (6000, 1500, 16384), (12000, 3000, 6400)]
 QUICK_SHAPES = [(600, 150, 640), (600, 150, 1638), (1200, 300, 640)]
 NSD_C = (24980, 7604, 59136)
@@ -114,14 +118,6 @@ def ours_extra_bytes(n: int, p: int, t: int, k: int = N_FOLDS) -> float:
 # --------------------------------------------------------------------------------------------
 # Worker (one method, one shape, in its own process)
 # --------------------------------------------------------------------------------------------
-
-
-def _rss_kib(field: str = "VmRSS") -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class _PeakSampler(threading.Thread):
@@ -449,28 +445,6 @@ def _extrapolate(results: list[dict[str, Any]]) -> dict[str, Any]:
         out["ours"]["input_gib"] = 4 * n * (p + t) / 2**30
     if "ours" in out and "himalaya" in out:
         out["speedup"] = out["himalaya"]["seconds"] / out["ours"]["seconds"]
-    return out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("numpy", "scipy", "himalaya", "scikit-learn", "nipype-brainrecon"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
     return out
 
 
