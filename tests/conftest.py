@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 # Tests never reach a model hub.
@@ -13,6 +16,50 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Derivative file types whose bytes must repeat between runs with the same seed.
+OUTPUT_SUFFIXES = frozenset({".png", ".tsv", ".npy", ".safetensors", ".gz"})
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file, link and folder under ``root``: content hash, link target or 'dir'."""
+    out = {}
+    if not root.exists():
+        return out
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = "link:" + os.readlink(path)
+        elif path.is_file():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+def set_cell(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """An edit of a table (events, captions) that puts ``value`` in one cell."""
+
+    def edit(table: pd.DataFrame) -> pd.DataFrame:
+        table[column] = table[column].astype(object)
+        table.loc[row, column] = value
+        return table
+
+    return edit
+
+
+def file_digests(
+    root: Path, suffixes: Collection[str] | None = None, exclude_dirs: Collection[str] = ()
+) -> dict[str, str]:
+    """Content hash of each file under ``root`` (of the given suffixes, outside the named
+    folders), by relative path."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and (suffixes is None or p.suffix in suffixes)
+        and not set(p.relative_to(root).parts[:-1]) & set(exclude_dirs)
+    }
 
 
 def _shared_data() -> Path:

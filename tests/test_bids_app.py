@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,18 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import file_digests
 
 from nipype_brainrecon import __version__
 from nipype_brainrecon.bids_app.cli import build_parser, main
 from nipype_brainrecon.simulate import simulate_dataset
-
-
-def _checksums(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +111,17 @@ def test_missing_fmriprep_exit_66(dataset, tmp_path, capsys):
     copy = tmp_path / "nofmriprep"
     shutil.copytree(dataset, copy)
     shutil.rmtree(copy / "derivatives" / "fmriprep")
-    before = _checksums(copy)
+    before = file_digests(copy)
     code, err = _run([copy, tmp_path / "out", "participant", "--skip-bids-validation"], capsys)
     assert code == 66 and "fmriprep" in err
-    assert _checksums(copy) == before
+    assert file_digests(copy) == before
 
 
 def test_output_inside_input_exit_73(dataset, tmp_path, capsys):
-    before = _checksums(dataset)
+    before = file_digests(dataset)
     code, err = _run([dataset, dataset / "sub-01" / "out", "participant"], capsys)
     assert code == 73 and "inside the input" in err
-    assert _checksums(dataset) == before
+    assert file_digests(dataset) == before
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

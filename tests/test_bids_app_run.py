@@ -6,7 +6,6 @@ has one row per subject, and the subject report shows every image in headless Ch
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import OUTPUT_SUFFIXES, file_digests
 
 from nipype_brainrecon.bids_app.cli import main
 from nipype_brainrecon.simulate import simulate_dataset
@@ -22,15 +22,6 @@ from nipype_brainrecon.simulate import simulate_dataset
 pytestmark = pytest.mark.slow
 
 ARGS = ["--model", "demo", "--samples", "2", "--nprocs", "2", "--skip-bids-validation"]
-
-
-def _digests(root: Path) -> dict[str, str]:
-    """Checksums of the images and tables of a derivatives folder."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.suffix in {".png", ".tsv", ".npy", ".safetensors", ".gz"}
-    }
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +52,8 @@ def test_outputs_validate(runs):
 
 def test_same_seed_same_derivatives(runs):
     out1, out2 = runs[1]
-    first = {k: v for k, v in _digests(out1).items() if k.startswith("sub-01")}
-    second = _digests(out2)
+    first = {k: v for k, v in file_digests(out1, OUTPUT_SUFFIXES).items() if k.startswith("sub-01")}
+    second = file_digests(out2, OUTPUT_SUFFIXES)
     assert first and first == second
 
 

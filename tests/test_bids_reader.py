@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import set_cell, tree_digest
 
 from nipype_brainrecon.bids import (
     collect_participant,
@@ -160,22 +160,11 @@ def dataset(tmp_path: Path) -> Path:
     return build_dataset(tmp_path / "ds")
 
 
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_symlink():
-            digest.update(os.readlink(path).encode())
-        elif path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def test_collects_every_run_with_all_pieces(dataset: Path) -> None:
     deriv = dataset / "derivatives" / "fmriprep"
-    before = _tree_digest(dataset)
+    before = tree_digest(dataset)
     inputs = collect_participant(dataset, "sub-01")
-    assert _tree_digest(dataset) == before  # reading leaves the input untouched
+    assert tree_digest(dataset) == before  # reading leaves the input untouched
 
     assert inputs.participant == "01"
     assert inputs.bids_dir == dataset.absolute()
@@ -320,20 +309,11 @@ def _events(edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Mutation:
     return mutate
 
 
-def _set(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    def edit(table: pd.DataFrame) -> pd.DataFrame:
-        table[column] = table[column].astype(object)
-        table.loc[row, column] = value
-        return table
-
-    return edit
-
-
 def _link_outside(ds: Path, tmp: Path) -> None:
     outside = tmp / "outside.png"
     outside.write_bytes(b"not yours")
     (ds / "stimuli" / "evil.png").symlink_to(outside)
-    _events(_set("stim_file", 0, "evil.png"))(ds, tmp)
+    _events(set_cell("stim_file", 0, "evil.png"))(ds, tmp)
 
 
 def _no_runs(ds: Path, tmp: Path) -> None:
@@ -418,23 +398,27 @@ BAD_INPUTS: dict[str, tuple[Mutation, type[Exception], str]] = {
         f"{RUN2}_events.tsv",
     ),
     "no duration column": (_events(lambda t: t.drop(columns="duration")), DataError, "duration"),
-    "non-numeric onset": (_events(_set("onset", 1, "soon")), DataError, f"{RUN2}_events.tsv"),
+    "non-numeric onset": (_events(set_cell("onset", 1, "soon")), DataError, f"{RUN2}_events.tsv"),
     "stimulus absent": (
-        _events(_set("stim_file", 0, "stim-0099.png")),
+        _events(set_cell("stim_file", 0, "stim-0099.png")),
         MissingInputError,
         "stim-0099.png",
     ),
     "stimulus escapes": (
-        _events(_set("stim_file", 0, "../dataset_description.json")),
+        _events(set_cell("stim_file", 0, "../dataset_description.json")),
         DataError,
         f"{RUN2}_events.tsv",
     ),
     "stimulus escapes in a sub-folder": (
-        _events(_set("stim_file", 0, "a/../../README")),
+        _events(set_cell("stim_file", 0, "a/../../README")),
         DataError,
         "outside",
     ),
-    "stimulus absolute": (_events(_set("stim_file", 0, "/etc/hostname")), DataError, "absolute"),
+    "stimulus absolute": (
+        _events(set_cell("stim_file", 0, "/etc/hostname")),
+        DataError,
+        "absolute",
+    ),
     "stimulus links outside": (_link_outside, DataError, "evil.png"),
     "no captions table": (_rm("stimuli/captions.tsv"), MissingInputError, "captions.tsv"),
     "image without captions": (_uncaptioned, DataError, stim_name(4)),
@@ -459,14 +443,14 @@ BAD_INPUTS: dict[str, tuple[Mutation, type[Exception], str]] = {
 def test_bad_input_gives_a_clear_error(case: str, dataset: Path, tmp_path: Path) -> None:
     mutate, error, text = BAD_INPUTS[case]
     mutate(dataset, tmp_path)
-    before = _tree_digest(dataset)
+    before = tree_digest(dataset)
     with pytest.raises(error) as info:
         collect_participant(dataset, "01")
     message = str(info.value)
     assert text in message
     assert "\n" not in message
     assert type(info.value) is error  # not a broader class
-    assert _tree_digest(dataset) == before
+    assert tree_digest(dataset) == before
 
 
 def test_unknown_participant_lists_the_existing_ones(tmp_path: Path) -> None:
@@ -584,7 +568,7 @@ def test_pybids_indexes_a_simulated_dataset(simulated: Path) -> None:
 
 
 def test_collect_participant_on_a_simulated_dataset(simulated: Path) -> None:
-    before = _tree_digest(simulated)
+    before = tree_digest(simulated)
     n_images = SIM["n_train"] + SIM["n_test"]
     n_trials = SIM["n_train"] + SIM["n_test"] * SIM["n_repeats"]
     for k in range(1, SIM["n_subjects"] + 1):
@@ -604,4 +588,4 @@ def test_collect_participant_on_a_simulated_dataset(simulated: Path) -> None:
         dseg = np.asanyarray(nib.load(inputs.roi_dseg).dataobj)
         assert dseg.shape == nib.load(inputs.runs[0].bold).shape[:3]
         assert {1, 2} <= set(np.unique(dseg).tolist())
-    assert _tree_digest(simulated) == before
+    assert tree_digest(simulated) == before

@@ -13,7 +13,6 @@ the events / captions / stimulus-path parsing.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import set_cell, tree_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,22 +63,6 @@ BASE_ARGS = ["--model", "demo", "--skip-bids-validation", "--nprocs", "1"]
 # --------------------------------------------------------------------------------------------
 # Fixtures and helpers
 # --------------------------------------------------------------------------------------------
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file, link and folder under ``root``: content hash, link target or 'dir'."""
-    out = {}
-    if not root.exists():
-        return out
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            out[rel] = "link:" + os.readlink(path)
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            out[rel] = "dir"
-    return out
-
-
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     """One subject, two runs, 40 training images shown once and 6 test images shown 3 times."""
@@ -111,15 +95,6 @@ def _edit_events(edit: Callable[[pd.DataFrame], pd.DataFrame], rel: str = EVENTS
         _write_events(ds, edit(_events(ds, rel)), rel)
 
     return mutate
-
-
-def _set(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    def edit(table: pd.DataFrame) -> pd.DataFrame:
-        table[column] = table[column].astype(object)
-        table.loc[row, column] = value
-        return table
-
-    return edit
 
 
 def _rm(rel: str):
@@ -189,14 +164,14 @@ def _not_an_image(ds: Path, tmp: Path) -> None:
     captions = pd.read_csv(ds / CAPTIONS, sep="\t")
     row = pd.DataFrame({"stim_file": ["notes.png"], "caption": ["a note"]})
     pd.concat([captions, row]).to_csv(ds / CAPTIONS, sep="\t", index=False)
-    _edit_events(_set("stim_file", 0, "notes.png"))(ds, tmp)
+    _edit_events(set_cell("stim_file", 0, "notes.png"))(ds, tmp)
 
 
 def _symlink_out(ds: Path, tmp: Path) -> None:
     outside = tmp / "secret.png"
     outside.write_bytes(b"not yours")
     (ds / "stimuli" / "evil.png").symlink_to(outside)
-    _edit_events(_set("stim_file", 0, "evil.png"))(ds, tmp)
+    _edit_events(set_cell("stim_file", 0, "evil.png"))(ds, tmp)
 
 
 def _captions_header_only(ds: Path, tmp: Path) -> None:
@@ -347,32 +322,34 @@ CLI_CASES: dict[str, Case] = {
         (Path(EVENTS).name, "lacks column(s) stim_file"),
     ),
     "events-non-numeric-onset": Case(
-        _edit_events(_set("onset", 2, "soon")), EXIT_DATA, (Path(EVENTS).name, "non-numeric")
+        _edit_events(set_cell("onset", 2, "soon")), EXIT_DATA, (Path(EVENTS).name, "non-numeric")
     ),
     "events-negative-onset": Case(
-        _edit_events(_set("onset", 0, -4.0)), EXIT_DATA, (Path(EVENTS).name, "negative onset")
+        _edit_events(set_cell("onset", 0, -4.0)), EXIT_DATA, (Path(EVENTS).name, "negative onset")
     ),
     "events-overlapping-onsets": Case(
         _edit_events(_overlap), EXIT_DATA, (Path(EVENTS).name, "overlap")
     ),
     "events-beyond-run": Case(
-        _edit_events(_set("onset", 3, 100000.0)),
+        _edit_events(set_cell("onset", 3, 100000.0)),
         EXIT_DATA,
         (Path(EVENTS).name, "after the end of the run"),
     ),
     "stim-file-missing": Case(
-        _edit_events(_set("stim_file", 0, "stim-9999.png")),
+        _edit_events(set_cell("stim_file", 0, "stim-9999.png")),
         EXIT_NO_INPUT,
         ("stim-9999.png", "stimulus not found", Path(EVENTS).name),
     ),
     "stim-file-not-an-image": Case(_not_an_image, EXIT_DATA, ("notes.png", "not a readable image")),
     "stim-file-parent-escape": Case(
-        _edit_events(_set("stim_file", 0, "../../etc/passwd")),
+        _edit_events(set_cell("stim_file", 0, "../../etc/passwd")),
         EXIT_DATA,
         ("../../etc/passwd", "outside", Path(EVENTS).name),
     ),
     "stim-file-absolute": Case(
-        _edit_events(_set("stim_file", 0, "/etc/passwd")), EXIT_DATA, ("/etc/passwd", "absolute")
+        _edit_events(set_cell("stim_file", 0, "/etc/passwd")),
+        EXIT_DATA,
+        ("/etc/passwd", "absolute"),
     ),
     "stim-file-symlink-out": Case(_symlink_out, EXIT_DATA, ("evil.png", "outside the dataset")),
     "captions-missing": Case(_rm(CAPTIONS), EXIT_NO_INPUT, ("captions.tsv", "not found")),

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import OUTPUT_SUFFIXES, file_digests, tree_digest
 
 from nipype_brainrecon.simulate import simulate_dataset
 
@@ -45,27 +46,9 @@ SUB01 = "brainrecon_wf/sub_01_wf"
 FEATURES = f"{SUB01}/decoding_wf/features"
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file, link and folder under ``root`` with its content hash (links by target)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            out[rel] = "link:" + os.readlink(path)
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            out[rel] = "dir"
-    return out
-
-
 def output_digests(root: Path) -> dict[str, str]:
     """Checksums of the images, tables, arrays and weights of a derivatives folder."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.suffix in {".png", ".tsv", ".npy", ".safetensors", ".gz"} and "logs" not in p.parts
-    }
+    return file_digests(root, OUTPUT_SUFFIXES, exclude_dirs={"logs"})
 
 
 def _command(bids: Path, out: Path, work: Path, *labels: str) -> list[str]:

@@ -14,7 +14,6 @@ byte-identical.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import OUTPUT_SUFFIXES, file_digests
 
 from nipype_brainrecon.simulate import simulate_dataset
 
@@ -37,7 +37,7 @@ needs_slurm = pytest.mark.skipif(
     reason=SLURM_SKIP,
 )
 #: Suffixes compared byte for byte (images and tables, decoders, betas).
-COMPARED = {".png", ".tsv", ".npy", ".safetensors", ".gz"}
+COMPARED = OUTPUT_SUFFIXES
 TIMEOUT_S = 900
 
 
@@ -62,14 +62,6 @@ def _wait_for_queue(timeout: float) -> None:
             return
         time.sleep(1)
     pytest.fail(f"Slurm queue not empty after {timeout:.0f} s")
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "".join(p.suffixes[-1:]) in COMPARED
-    }
 
 
 def _files(root: Path) -> set[str]:
@@ -202,7 +194,7 @@ def test_outputs_equal_multiproc(runs, plugin):
     out = runs[plugin]["out"]
     assert (out / "sub-01.html").exists()
     assert _files(out) == _files(reference)
-    first, second = _digests(reference), _digests(out)
+    first, second = file_digests(reference, COMPARED), file_digests(out, COMPARED)
     assert len(first) > 20 and first == second
     kinds = sorted({Path(k).suffix for k in first})
     print(f"[slurm test] {plugin}: {len(first)} files ({', '.join(kinds)}) equal MultiProc's")
