@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.bench_nsd_scale import N_FOLDS, PAPER_ALPHAS, SHAPES
+
 RESULTS = Path(__file__).resolve().parent / "results"
-PAPER_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-N_FOLDS = 5
 N_TEST = 500
-SHAPES = {"z": (24_980, 5_917, 6_400), "c": (24_980, 7_604, 59_136)}
 
 
 def make_data(n: int, p: int, t: int, device: str, seed: int = 0):
