@@ -64,7 +64,14 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ridge.json"
 
 
 def ours_flops(
-    n: int, p: int, t: int, a: int = 7, k: int = N_FOLDS, products: float | None = None
+    n: int,
+    p: int,
+    t: int,
+    a: int = 7,
+    k: int = N_FOLDS,
+    products: float | None = None,
+    refit: str = "cholesky",
+    distinct: int = 1,
 ) -> dict[str, float]:
     """FLOPs of :func:`fit_ridge_cv` in its voxel-basis form (each fold has >= p samples).
 
@@ -72,21 +79,43 @@ def ours_flops(
     eigendecomposition (LAPACK syevd) counts
     4 p^3 (4/3 p^3 tridiagonal reduction, 2 p^3 back-transformation, ~2/3 p^3 merging).
     ``products`` is the mean number of held-out products per fold (``a`` without low-rank
-    weights). Element-wise work (scaling, residuals, squared norms) is not counted.
+    weights). ``refit`` is the decoder's ``fit_info["refit"]``: "cholesky" counts one float64
+    factorisation (p^3/3) per ``distinct`` chosen alpha and the triangular solves (2 p^2 per
+    target); "eigh" one more decomposition and two float32 products per target. Element-wise
+    work (scaling, residuals, squared norms) is not counted.
     """
     products = a if products is None else products
     gram64 = n * p * p * 2  # full Gram + the held-out folds' Grams, float64 syrk
-    eigh64 = (k + 1) * 4 * p**3
+    eigh64 = k * 4 * p**3
     test_ops = 2 * n * p * p  # held-out voxels in each fold's eigen-basis
     per_target = (
         2 * n * p  # X^T Y, once (kept in the output array)
         + 2 * n * p  # held-out correction of every fold: (X_f B_f)^T Y_f
         + k * 2 * p * p  # training cross-products in each fold's eigen-basis
         + products * 2 * n * p  # held-out predictions (one product per alpha or per factor)
-        + 2 * 2 * p * p  # refit: into the eigen-basis and back
     )
+    if refit == "cholesky":
+        gram64 += distinct * p**3 / 3 + t * 2 * p * p
+    else:
+        eigh64 += 4 * p**3
+        per_target += 2 * 2 * p * p  # into the eigen-basis and back
     gemm32 = test_ops + t * per_target
     return {"gemm32": float(gemm32), "gemm64": float(gram64), "eigh64": float(eigh64)}
+
+
+def _ours_flops_of(row: dict[str, Any], n: int, p: int, t: int) -> dict[str, float]:
+    """ours_flops for a measured result (its products, refit and distinct chosen alphas)."""
+    info = row.get("fit_info", {})
+    prods = info.get("products_per_fold") or [7]
+    distinct = sum(1 for v in row.get("alpha_counts", {}).values() if v) or 1
+    return ours_flops(
+        n,
+        p,
+        t,
+        products=sum(prods) / len(prods),
+        refit=info.get("refit", "eigh"),
+        distinct=distinct,
+    )
 
 
 def himalaya_flops(n: int, p: int, t: int, a: int = 7, k: int = N_FOLDS) -> dict[str, float]:
@@ -317,18 +346,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n, p, t = shape
         row: dict[str, Any] = {"shape": {"n": n, "p": p, "t": t}}
         with tempfile.TemporaryDirectory() as tmp:
+            # Every method alike, runs interleaved (ours, himalaya, sklearn, ours, ...) so that a
+            # change in the machine's speed hits all of them; the best time of each is kept.
+            times: dict[str, list[float]] = {m: [] for m in args.methods}
+            errors: dict[str, dict[str, Any]] = {}
+            for _ in range(max(1, args.repeats)):
+                for method in args.methods:
+                    spec = {"method": method, "shape": shape, "out_dir": tmp}
+                    res = _subprocess(spec, threads, args.timeout)
+                    print(f"{shape} {method}: {res}", flush=True)
+                    if "error" in res:
+                        errors.setdefault(method, res)
+                        continue
+                    times[method].append(res["seconds"])
+                    row.setdefault(method, res)
             for method in args.methods:
-                spec = {"method": method, "shape": shape, "out_dir": tmp}
-                res = _subprocess(spec, threads, args.timeout)
-                repeats = args.repeats if method == "ours" else 1
-                times = [res.get("seconds")]
-                for _ in range(repeats - 1):
-                    times.append(_subprocess(spec, threads, args.timeout).get("seconds"))
-                if "error" not in res:
-                    res["seconds_all"] = times
-                    res["seconds"] = min(x for x in times if x is not None)
-                row[method] = res
-                print(f"{shape} {method}: {res}", flush=True)
+                if times[method]:
+                    row[method]["seconds_all"] = times[method]
+                    row[method]["seconds"] = min(times[method])
+                else:
+                    row[method] = errors[method]
             ref_alphas = Path(tmp) / "himalaya_alphas.npy"
             for method in args.methods:
                 res = row[method]
@@ -383,12 +420,12 @@ def _derive_ours(row: dict[str, Any], sgemm: dict[str, float]) -> None:
     sh = row["shape"]
     n, p, t = sh["n"], sh["p"], sh["t"]
     if "ours" in row and "error" not in row["ours"]:
-        prods = row["ours"]["fit_info"].get("products_per_fold") or [7]
-        flops = ours_flops(n, p, t, products=sum(prods) / len(prods))
+        flops = _ours_flops_of(row["ours"], n, p, t)
         total = sum(flops.values())
         rate = total / row["ours"]["seconds"] / 1e9
         # The same algorithm with one held-out product per alpha (no low-rank weights).
-        equivalent = sum(ours_flops(n, p, t).values()) / row["ours"]["seconds"] / 1e9
+        refit = row["ours"]["fit_info"].get("refit", "eigh")
+        equivalent = sum(ours_flops(n, p, t, refit=refit).values()) / row["ours"]["seconds"] / 1e9
         row["ours"].update(
             {
                 "flops": flops,
@@ -424,8 +461,7 @@ def _extrapolate(results: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             sh = r["shape"]
             if method == "ours":
-                prods = r[method].get("fit_info", {}).get("products_per_fold") or [7]
-                flops = ours_flops(sh["n"], sh["p"], sh["t"], products=sum(prods) / len(prods))
+                flops = _ours_flops_of(r[method], sh["n"], sh["p"], sh["t"])
             else:
                 flops = himalaya_flops(sh["n"], sh["p"], sh["t"])
             rows.append((_grouped(method, flops), r[method]["seconds"]))
@@ -521,7 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per method run")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of ours (best time kept)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of every method (the best time of each is kept)",
+    )
     parser.add_argument(
         "--shapes",
         nargs="+",

@@ -209,6 +209,39 @@ def test_low_rank_alpha_products_equal_one_product_per_alpha(shape, backend, mon
     assert relative_difference(fast.coef[:, same], slow.coef[:, same]) < 1e-5
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_cholesky_refit_equals_eigen_basis_refit(backend, fit_intercept, monkeypatch):
+    """Full-rank voxels: the refit solves one Cholesky system per chosen alpha, and gives the
+    weights of the full Gram's eigen-basis."""
+    import nipype_brainrecon.ridge as ridge
+
+    if backend == "torch":
+        pytest.importorskip("torch")
+    X, Y, _, _ = make_data(*SHAPES[0], dtype=np.float64)
+    kwargs = dict(dtype=np.float64, backend=backend, fit_intercept=fit_intercept, chunk_size=5)
+    fast = fit_ridge_cv(X, Y, **kwargs)
+    assert fast.fit_info["refit"] == "cholesky"
+    assert len(set(fast.alphas)) > 1  # several alphas, each its own factorisation
+    monkeypatch.setattr(ridge, "_full_gram_is_regular", lambda *args: False)
+    slow = fit_ridge_cv(X, Y, **kwargs)
+    assert slow.fit_info["refit"] == "eigh"
+    np.testing.assert_array_equal(fast.alphas, slow.alphas)
+    assert relative_difference(fast.coef, slow.coef) < 1e-10
+    np.testing.assert_allclose(fast.intercept, slow.intercept, rtol=1e-10, atol=1e-12)
+
+
+def test_rank_deficient_voxels_refit_through_the_eigen_basis():
+    """A duplicated voxel makes every Gram singular: the refit keeps the eigen-basis, which
+    zeroes the null space, and the two copies share the weight equally."""
+    X, Y, _, _ = make_data(*SHAPES[0], dtype=np.float64)
+    X = np.concatenate([X, X[:, :1]], axis=1)
+    decoder = fit_ridge_cv(X, Y, alphas="paper", dtype=np.float64, backend="numpy")
+    assert decoder.fit_info["refit"] == "eigh"
+    assert np.all(np.isfinite(decoder.coef))
+    np.testing.assert_allclose(decoder.coef[0], decoder.coef[-1], rtol=1e-6)
+
+
 def test_weight_compression_rank_and_accuracy():
     from nipype_brainrecon.ridge import LOW_RANK_ALPHAS, _compress_weights, _NumpyOps
 
