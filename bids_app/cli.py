@@ -292,7 +292,11 @@ def _settings(args) -> dict:
             from nipype_brainrecon.models import native_resolution
 
             resolution = native_resolution(model)
+    # The demo model draws the simulator's stimuli, whose captions name object colours and a
+    # background: the weights-free "scene" metric scores that semantic content.
+    extractors = ["pixels", "lowlevel", "scene"] if args.model == "demo" else ["pixels", "lowlevel"]
     return {
+        "extractors": extractors,
         "betas_method": args.betas_method,
         "noise_model": args.noise_model,
         "resolution": resolution,

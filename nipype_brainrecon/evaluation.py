@@ -23,7 +23,9 @@ images are resized to ``size`` x ``size``. MindEye's scripts call that ``Resize`
 antialiasing their torchvision applied depends on its version.
 
 Feature extractors live in a small registry (:func:`register_extractor`,
-:func:`get_extractor`). Built in and free of weights: ``"pixels"`` and ``"lowlevel"``.
+:func:`get_extractor`). Built in and free of weights: ``"pixels"``, ``"lowlevel"`` and, for the
+package's synthetic stimuli only, ``"scene"`` (the object colours and background their captions
+name: the semantic metric of the simulation).
 Built in and needing weights that are never downloaded here: ``"alexnet"`` (layers 2 and 5),
 ``"inception"`` (pool), ``"efficientnet"`` (B1, pool), ``"swav"`` (ResNet-50, pool) as plain
 torch re-implementations whose parameter names follow torchvision's, so a torchvision
@@ -49,6 +51,7 @@ from torch import nn
 
 from .errors import DataError, MissingInputError, UsageError
 from .metrics import CHANCE_TWO_WAY, two_way_identification
+from .stimuli import BACKGROUNDS, COLOURS
 
 #: Environment variable naming a folder of local network weights (torchvision files, CLIP).
 WEIGHTS_ENV = "BRAINRECON_WEIGHTS_DIR"
@@ -601,6 +604,71 @@ def _lowlevel_factory(*, batch_size: int = 64, **kwargs: Any) -> FeatureExtracto
         "LowLevel(colour)": "identification",
     }
     return FeatureExtractor("lowlevel", outputs, fn, batch_size=batch_size)
+
+
+def scene_colour_features(
+    images: Any,
+    *,
+    size: int = 64,
+    object_colours: Mapping[str, Sequence[int]] = COLOURS,
+    backgrounds: Mapping[str, Sequence[int]] = BACKGROUNDS,
+) -> dict[str, np.ndarray]:
+    """What the captions of the package's synthetic stimuli name: object colours, background.
+
+    A weights-free stand-in for a semantic (CLIP-like) feature, meaningful only for stimuli drawn
+    from a known palette (the simulator's :data:`~nipype_brainrecon.stimuli.COLOURS` objects on
+    :data:`~nipype_brainrecon.stimuli.BACKGROUNDS`); not for natural images. The background is
+    the palette background nearest to the image's median colour; a pixel belongs to an object
+    when a palette object colour is at most half as far from it as that background (so that the
+    blends at anti-aliased or blurred edges do not count). ``"Scene(colours)"`` is
+    each object colour's share of the object pixels (all zero when there are none) followed by
+    the one-hot background: ``len(object_colours) + len(backgrounds)`` values. Shares, not pixel
+    counts, so that *which* colours appear matters rather than how large the objects are.
+
+    Parameters
+    ----------
+    images : ndarray (n, H, W, 3)
+        uint8 or floats in [0, 1].
+    size : int
+        Side the images are resized to first (px).
+    object_colours, backgrounds : mapping of name to RGB (0-255)
+        The palette.
+
+    Returns
+    -------
+    dict of str to ndarray (n, d)
+    """
+    arr = _check_images(images, "images", ndims=(4,))
+    if not object_colours or not backgrounds:
+        raise UsageError(
+            "scene colour features: give at least one object and one background colour"
+        )
+    rgb = resize_images(arr, int(size)).astype(np.float64).reshape(len(arr), -1, 3) * 255.0
+    objects = np.asarray(list(object_colours.values()), np.float64)
+    grounds = np.asarray(list(backgrounds.values()), np.float64)
+    median = np.median(rgb, axis=1)
+    ground = ((median[:, None, :] - grounds[None]) ** 2).sum(-1).argmin(1)
+    to_objects = ((rgb[:, :, None, :] - objects[None, None]) ** 2).sum(-1)
+    to_ground = ((rgb - grounds[ground][:, None, :]) ** 2).sum(-1)
+    nearest = to_objects.argmin(-1)
+    is_object = to_objects.min(-1) < 0.25 * to_ground  # at most half as far: not edge blends
+    counts = np.stack(
+        [(is_object & (nearest == k)).sum(1) for k in range(len(objects))], axis=1
+    ).astype(np.float64)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    return {"Scene(colours)": np.concatenate([shares, np.eye(len(grounds))[ground]], axis=1)}
+
+
+def _scene_factory(*, batch_size: int = 64, **kwargs: Any) -> FeatureExtractor:
+    """Object colours and background of synthetic stimuli (see :func:`scene_colour_features`)."""
+    scene_colour_features(np.zeros((1, 16, 16, 3), np.uint8), **kwargs)  # check kwargs early
+
+    def fn(images: np.ndarray) -> dict[str, np.ndarray]:
+        return scene_colour_features(images, **kwargs)
+
+    return FeatureExtractor(
+        "scene", {"Scene(colours)": "identification"}, fn, batch_size=batch_size
+    )
 
 
 # -- torchvision-compatible networks (plain torch, parameter names as torchvision's) ----------
@@ -1294,6 +1362,7 @@ def _clip_factory(
 for _name, _factory in {
     "pixels": _pixels_factory,
     "lowlevel": _lowlevel_factory,
+    "scene": _scene_factory,
     "alexnet": _alexnet_factory,
     "inception": _inception_factory,
     "clip": _clip_factory,

@@ -267,6 +267,37 @@ def test_lowlevel_energy_follows_orientation_and_colour_histograms_sum_to_one():
 # --------------------------------------------------------------------------------------------
 
 
+def test_scene_colour_features_name_the_objects_colours_and_background():
+    """On rendered scenes the object-colour shares and the background match the scene."""
+    from nipype_brainrecon.stimuli import BACKGROUNDS, COLOURS
+
+    scenes = generate_scenes(40, seed=5)
+    images = np.stack([np.asarray(render_scene(s, 64)) for s in scenes])
+    feats = ev.scene_colour_features(images)["Scene(colours)"]
+    assert feats.shape == (40, len(COLOURS) + len(BACKGROUNDS))
+    names = list(COLOURS)
+    right = []
+    for scene, row in zip(scenes, feats, strict=True):
+        shares, ground = row[: len(COLOURS)], row[len(COLOURS) :]
+        assert list(BACKGROUNDS)[int(ground.argmax())] == scene.background
+        assert ground.sum() == 1 and shares.sum() == pytest.approx(1.0)
+        present = {o.colour for o in scene.objects}
+        # Anti-aliased edges aside, the object pixels are the scene's colours.
+        right.append(sum(shares[names.index(c)] for c in present))
+    assert min(right) > 0.75 and np.mean(right) > 0.95
+    # Identification of the scenes by themselves is perfect where the colours differ; a uniform
+    # image has no object pixels (zero shares) and still a background.
+    assert ev.get_extractor("scene").outputs == {"Scene(colours)": "identification"}
+    grey = np.full((1, 32, 32, 3), 128, np.uint8)
+    row = ev.scene_colour_features(grey)["Scene(colours)"][0]
+    assert (
+        row[: len(COLOURS)].sum() == 0
+        and list(BACKGROUNDS)[int(row[len(COLOURS) :].argmax())] == "grey"
+    )
+    with pytest.raises(UsageError, match="at least one"):
+        ev.scene_colour_features(grey, backgrounds={})
+
+
 @pytest.mark.parametrize("name", ["alexnet", "inception", "efficientnet", "swav"])
 def test_weight_needing_extractor_without_weights_names_where_it_looked(name, no_weights):
     with pytest.raises(MissingInputError) as info:
