@@ -166,11 +166,6 @@ def _embed(pipe, texts: list[str]) -> np.ndarray:
     )
 
 
-@pytest.mark.xfail(
-    reason="known gap (issue 4): passes alone, failed once in the full CI run (numerics depend "
-    "on the torch thread state left by earlier tests); the colour margin is too thin",
-    strict=False,
-)
 def test_caption_colour_shows_in_generated_images(pipe):
     """Text-to-image (mode "c"): each colour named in the prompt dominates its own images."""
     prompts = []
