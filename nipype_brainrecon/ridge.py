@@ -84,6 +84,10 @@ LOW_RANK_ALPHAS: bool | None = None
 #: times the others (~64 MiB of float64): fewer passes over the output array, faster syrk.
 BIG_BLOCK_FACTOR = 4
 
+#: The refit factorises ``G + alpha I`` once per chosen alpha when at most this many alphas were
+#: chosen (and the Gram is regular); otherwise it decomposes ``G`` once.
+CHOLESKY_MAX_ALPHAS = 8
+
 #: Default working memory of a chunk of targets (bytes) on the CPU (capped at a quarter of the
 #: inputs) and on a GPU: fixed, so that memory does not grow with the number of targets beyond
 #: the output coefficients.
@@ -1059,13 +1063,14 @@ def _fit_primal(
         coef[:, cols] = ops.to_numpy(w)
 
     remaining = np.arange(t)
-    if _full_gram_is_regular(gram, fold_floor, p):
+    chosen = np.unique(best)
+    if chosen.size <= CHOLESKY_MAX_ALPHAS and _full_gram_is_regular(gram, fold_floor, p):
         # Every training Gram is dominated by the full one (Loewner order, centred or not), so
         # no eigenvalue of the full Gram reaches the null-space tolerance of _ridge_weights and
         # (G + alpha I)^-1 equals the eigen-basis solve: one float64 Cholesky factorisation per
         # chosen alpha (p^3/3 flops) replaces the last eigendecomposition (~4 p^3).
         solve_chunk = _chunk_of(budget, 8 * 3 * p + isz * p, t, chunk_size)
-        for a in np.unique(best):
+        for a in chosen:
             factor = ops.copy(gram)
             ops.add_diagonal(factor, float(grid[a]))
             factor = ops.cholesky(factor)

@@ -229,6 +229,10 @@ def test_cholesky_refit_equals_eigen_basis_refit(backend, fit_intercept, monkeyp
     np.testing.assert_array_equal(fast.alphas, slow.alphas)
     assert relative_difference(fast.coef, slow.coef) < 1e-10
     np.testing.assert_allclose(fast.intercept, slow.intercept, rtol=1e-10, atol=1e-12)
+    # More distinct alphas than CHOLESKY_MAX_ALPHAS: one decomposition beats a factorisation each.
+    monkeypatch.undo()
+    monkeypatch.setattr(ridge, "CHOLESKY_MAX_ALPHAS", 1)
+    assert fit_ridge_cv(X, Y, **kwargs).fit_info["refit"] == "eigh"
 
 
 def test_rank_deficient_voxels_refit_through_the_eigen_basis():
