@@ -84,6 +84,12 @@ LOW_RANK_ALPHAS: bool | None = None
 #: times the others (~64 MiB of float64): fewer passes over the output array, faster syrk.
 BIG_BLOCK_FACTOR = 4
 
+#: Score a fold through held-out operators ``A_f diag(w_j) B_f^T`` (``n_test x p``, one per
+#: factor or alpha) instead of taking every target chunk into the fold's eigen-basis: None when
+#: it saves time (fewer operator rows than targets) and they fit in two bases' memory, True
+#: whenever they fit, False never.
+HELD_OUT_OPERATORS: bool | None = None
+
 #: The refit factorises ``G + alpha I`` once per chosen alpha when at most this many alphas were
 #: chosen (and the Gram is regular); otherwise it decomposes ``G`` once.
 CHOLESKY_MAX_ALPHAS = 8
@@ -267,7 +273,8 @@ class RidgeDecoder:
         How the fit ran (not saved): ``form`` ("voxel" or "kernel"), ``backend``,
         ``chunk_size``, ``n_chunks``, ``products_per_fold`` (held-out products per fold and
         target chunk: the number of alphas, or fewer with low-rank weights), ``refit``
-        ("cholesky": one factorisation per chosen alpha, or "eigh": the full Gram's basis).
+        ("cholesky": one factorisation per chosen alpha, or "eigh": the full Gram's basis) and,
+        in the voxel form, ``held_out_operators`` (per fold: scored through them).
     """
 
     coef: np.ndarray
@@ -773,11 +780,11 @@ def fit_ridge_cv(
     src = _Source(ops, X, Y2, mask, mean, scale, rows)
 
     if primal:
-        coef, intercept, scores, chunk, products, refit = _fit_primal(
+        coef, intercept, scores, chunk, products, how = _fit_primal(
             src, folds, grid, fit_intercept, memory_budget, chunk_size
         )
     else:
-        coef, intercept, scores, chunk, products, refit = _fit_kernel(
+        coef, intercept, scores, chunk, products, how = _fit_kernel(
             src, folds, grid, fit_intercept, memory_budget, chunk_size
         )
     best, cv_scores, mean_scores = _select_alphas(scores, grid, dt)
@@ -803,7 +810,7 @@ def fit_ridge_cv(
             "chunk_size": chunk,
             "n_chunks": -(-t // chunk),
             "products_per_fold": products,
-            "refit": refit,
+            **how,
         },
     )
     _report_alphas(decoder)
@@ -900,6 +907,15 @@ def _index_chunks(idx: np.ndarray, chunk: int) -> Iterator[slice | np.ndarray]:
             yield part
 
 
+def _use_held_out_operators(n_products: int, n_test: int, p: int, t: int) -> bool:
+    """Whether a fold scores through held-out operators (see :data:`HELD_OUT_OPERATORS`):
+    building them costs ``n_products * 2 n_test p^2`` and saves ``2 p^2 t``; they take at most
+    two ``p x p`` bases' memory."""
+    if HELD_OUT_OPERATORS is False or n_products * n_test * p > 2 * p * p:
+        return False
+    return bool(HELD_OUT_OPERATORS or n_products * n_test < t)
+
+
 def _full_gram_is_regular(gram: Any, fold_floor: float, p: int) -> bool:
     """Whether the full Gram's eigenvalues all clear the null-space tolerance of
     :func:`_ridge_weights`, judged without decomposing it: its smallest eigenvalue is at least
@@ -922,7 +938,7 @@ def _fit_primal(
     fit_intercept: bool,
     budget: int,
     chunk_size: int | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[int], str]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[int], dict[str, Any]]:
     """Voxel form (every training fold has at least as many samples as voxels).
 
     One pass over the data forms the float64 Gram ``Xs^T Xs`` and ``Xs^T Y``; the latter is
@@ -990,6 +1006,7 @@ def _fit_primal(
     products = []
     chunk = None
     fold_floor = -np.inf  # largest smallest eigenvalue of a training Gram
+    held_out_operators: list[bool] = []
     for k, f in enumerate(folds):
         n_test = f.stop - f.start
         n_train = n - n_test
@@ -1019,7 +1036,26 @@ def _fit_primal(
         fold = _Fold(basis, ops.cast(weights, ops.dt), shift_b, f, n_train, test_op, factors, mix)
         del weights
         rank = 1 if factors is None else factors.shape[1] + 2
-        products.append(grid.size if factors is None else int(factors.shape[1]))
+        n_products = grid.size if factors is None else int(factors.shape[1])
+        products.append(n_products)
+        held = voxels_f = shift_dt = None
+        held_out_operators.append(_use_held_out_operators(n_products, n_test, p, t))
+        if held_out_operators[-1]:
+            # Held-out operators H_j = A_f diag(w_j) B^T (n_test x p, one per factor or alpha):
+            # the predictions are H_j R with R the training cross-products in voxel space, so
+            # no target chunk needs the p x p product B^T R.
+            columns = fold.factors if fold.factors is not None else fold.weights
+            held = ops.empty((n_products, n_test, p))
+            for j in range(n_products):
+                ops.matmul(test_op * columns[:, j][None, :], basis.T, out=held[j])
+            voxels_f = ops.empty((n_test, p))
+            for rows in src.blocks(f):
+                ops.copyto(voxels_f[rows.start - f.start : rows.stop - f.start], src.voxels(rows))
+            if fit_intercept:
+                shift_dt = ops.cast(ops.asarray(shift, ops.f64), ops.dt)
+                voxels_f -= shift_dt[None, :]
+            fold.basis = fold.test_op = None
+            del basis, test_op
         # Per target: eigen-coefficients, the held-out correction, a scaled copy, the held-out
         # targets (raw and centred), the predictions or low-rank parts (+ a device Xs^T Y).
         per_target = isz * (3 * p + (rank + 3) * n_test + p * device_y)
@@ -1028,18 +1064,22 @@ def _fit_primal(
         y_total_dev = ops.asarray(y_total, ops.f64)
         for cols in _chunks(t, fold_chunk):
             y = src.targets(f, cols)
-            # Training cross-products in the fold's basis: B^T (Xs^T Y - Xs_f^T Y_f), with
-            # Xs_f B = test_op (+ 1 shift_b^T when centred).
-            coefs = ops.matmul(basis.T, ops.asarray(coef[:, cols]))
-            coefs -= ops.matmul(test_op.T, y)
+            if held is None:
+                # Training cross-products in the fold's basis: B^T (Xs^T Y - Xs_f^T Y_f), with
+                # Xs_f B = test_op (+ 1 shift_b^T when centred).
+                coefs = ops.matmul(fold.basis.T, ops.asarray(coef[:, cols]))
+                coefs -= ops.matmul(fold.test_op.T, y)
+            else:  # the same in voxel space, with the centred held-out voxels
+                coefs = ops.asarray(coef[:, cols]) - ops.matmul(voxels_f.T, y)  # not in place
             target = y
             if fit_intercept:
                 y_train = y_total_dev[cols] - ops.asarray(y_sums[k, cols], ops.f64)
-                coefs -= shift_b[:, None] * ops.cast(y_total_dev[cols], ops.dt)[None, :]
+                offset = shift_b if held is None else shift_dt
+                coefs -= offset[:, None] * ops.cast(y_total_dev[cols], ops.dt)[None, :]
                 target = y - ops.cast(y_train / n_train, ops.dt)[None, :]
-            _fold_scores(ops, fold, coefs, target, scores[k][:, cols])
+            _fold_scores(ops, fold, coefs, target, scores[k][:, cols], held)
             del coefs, target, y
-        del fold, basis, test_op, factors, mix
+        del fold, factors, mix, held, voxels_f
 
     # Refit on all samples, each target with its own alpha.
     best = _select_alphas(scores, grid, dt)[0]
@@ -1094,7 +1134,17 @@ def _fit_primal(
             store(cols, ops.matmul(basis, coefs))
             del coefs
     del gram
-    return coef, intercept, scores, int(chunk), products, refit
+    return (
+        coef,
+        intercept,
+        scores,
+        int(chunk),
+        products,
+        {
+            "refit": refit,
+            "held_out_operators": held_out_operators,
+        },
+    )
 
 
 def _fit_kernel(
@@ -1104,7 +1154,7 @@ def _fit_kernel(
     fit_intercept: bool,
     budget: int,
     chunk_size: int | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[int], str]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[int], dict[str, Any]]:
     """Kernel form (fewer training samples than voxels): ``n x n`` bases, all kept, targets
     streamed in chunks through every fold."""
     ops, Y = src.ops, src.Y
@@ -1146,7 +1196,7 @@ def _fit_kernel(
         intercept[cols] = b
         del y_folds, rhs
     products = [grid.size if f.factors is None else int(f.factors.shape[1]) for f in fold_bases]
-    return coef, intercept, scores, chunk, products, "eigh"
+    return coef, intercept, scores, chunk, products, {"refit": "eigh"}
 
 
 # --- preparing the eigen-bases (once, shared by all targets) ---------------------------------
@@ -1218,20 +1268,28 @@ def _prepare_kernel(
 # --- one chunk of targets ---------------------------------------------------------------------
 
 
-def _fold_scores(ops: Any, fold: _Fold, coefs: Any, target: Any, out: np.ndarray) -> None:
+def _fold_scores(
+    ops: Any, fold: _Fold, coefs: Any, target: Any, out: np.ndarray, held: Any = None
+) -> None:
     """Negative held-out MSE of every alpha for a chunk of targets, into ``out`` (a, tc).
 
     ``coefs`` are the training cross-products in the fold's eigen-basis (m x tc); the held-out
     predictions of alpha k are ``test_op @ diag(weights[:, k]) @ coefs``. The diagonal scaling
     goes on the smaller of the two factors. With low-rank weights (:func:`_compress_weights`)
     only ``r`` products are formed and each alpha's residual is one small combination of them.
+    With ``held`` (the fold's held-out operators, one per factor or alpha), ``coefs`` are the
+    cross-products in voxel space and product ``j`` is ``held[j] @ coefs``.
     """
     n_test, tc = target.shape
     scale_op = n_test <= tc
-    scaled = ops.empty(fold.test_op.shape if scale_op else coefs.shape)
+    scaled = None
+    if held is None:
+        scaled = ops.empty(fold.test_op.shape if scale_op else coefs.shape)
 
-    def product(w: Any, out_: Any, buf: Any = scaled) -> None:
-        if scale_op:
+    def product(j: int, w: Any, out_: Any, buf: Any = scaled) -> None:
+        if held is not None:
+            ops.matmul(held[j], coefs, out=out_)
+        elif scale_op:
             ops.copyto(buf, fold.test_op)
             buf *= w[None, :]
             ops.matmul(buf, coefs, out=out_)
@@ -1243,14 +1301,14 @@ def _fold_scores(ops: Any, fold: _Fold, coefs: Any, target: Any, out: np.ndarray
     if fold.factors is None:
         pred = ops.empty((n_test, tc))
         for k in range(fold.weights.shape[1]):
-            product(fold.weights[:, k], pred)
+            product(k, fold.weights[:, k], pred)
             pred -= target
             out[k] = ops.to_numpy(ops.sumsq_cols(pred)) / -n_test
         return
     rank = fold.factors.shape[1]
     parts = ops.empty((rank + 1, n_test, tc))
     for r in range(rank):
-        product(fold.factors[:, r], parts[r])
+        product(r, fold.factors[:, r], parts[r])
     ops.copyto(parts[rank], target)
     flat = parts.reshape(rank + 1, n_test * tc)
     resid = ops.empty((1, n_test * tc))

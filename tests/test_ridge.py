@@ -246,6 +246,44 @@ def test_rank_deficient_voxels_refit_through_the_eigen_basis():
     np.testing.assert_allclose(decoder.coef[0], decoder.coef[-1], rtol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("dtype, grid", [(np.float64, [1e-2, 1e1, 1e4]), (np.float32, "paper")])
+def test_held_out_operators_give_the_eigen_basis_scores(
+    backend, fit_intercept, dtype, grid, monkeypatch
+):
+    """Scoring a fold through its held-out operators H_j = A_f diag(w_j) B^T (voxel-space
+    cross-products) equals scoring in the fold's eigen-basis."""
+    import nipype_brainrecon.ridge as ridge
+
+    if backend == "torch":
+        pytest.importorskip("torch")
+    X, Y, _, _ = make_data(*SHAPES[2], dtype=dtype)
+    kwargs = dict(
+        alphas=grid, dtype=dtype, backend=backend, fit_intercept=fit_intercept, chunk_size=6
+    )
+    monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", dtype == np.float32)  # float32: 2-3 factors
+    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
+    via_held = fit_ridge_cv(X, Y, **kwargs)
+    assert sum(via_held.fit_info["held_out_operators"]) >= 3  # those whose operators fit
+    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", False)
+    via_basis = fit_ridge_cv(X, Y, **kwargs)
+    assert via_basis.fit_info["held_out_operators"] == [False] * 5
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(via_held.cv_mean_scores, via_basis.cv_mean_scores, rtol=tol)
+    same = via_held.alphas == via_basis.alphas
+    assert same.mean() >= (1.0 if dtype == np.float64 else 0.9)  # float32: rounding ties
+    assert relative_difference(via_held.coef[:, same], via_basis.coef[:, same]) < tol
+
+
+def test_held_out_operators_are_used_when_they_save_work():
+    from nipype_brainrecon.ridge import _use_held_out_operators
+
+    assert _use_held_out_operators(2, 1200, 1500, 6400)  # 2,400 operator rows < 6,400 targets
+    assert not _use_held_out_operators(7, 1200, 1500, 6400)  # 8,400 rows: more work
+    assert not _use_held_out_operators(10, 5000, 7604, 59136)  # 1.5 GB: over two bases' memory
+
+
 def test_weight_compression_rank_and_accuracy():
     from nipype_brainrecon.ridge import LOW_RANK_ALPHAS, _compress_weights, _NumpyOps
 
