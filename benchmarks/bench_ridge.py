@@ -72,6 +72,7 @@ def ours_flops(
     products: float | None = None,
     refit: str = "cholesky",
     distinct: int = 1,
+    held: float = 0.0,
 ) -> dict[str, float]:
     """FLOPs of :func:`fit_ridge_cv` in its voxel-basis form (each fold has >= p samples).
 
@@ -81,8 +82,10 @@ def ours_flops(
     ``products`` is the mean number of held-out products per fold (``a`` without low-rank
     weights). ``refit`` is the decoder's ``fit_info["refit"]``: "cholesky" counts one float64
     factorisation (p^3/3) per ``distinct`` chosen alpha and the triangular solves (2 p^2 per
-    target); "eigh" one more decomposition and two float32 products per target. Element-wise
-    work (scaling, residuals, squared norms) is not counted.
+    target); "eigh" one more decomposition and two float32 products per target. ``held`` is
+    the fraction of folds scored through held-out operators (``products`` operators of
+    ``n_test x p`` per fold, built once; no ``p x p`` product per target). Element-wise work
+    (scaling, residuals, squared norms) is not counted.
     """
     products = a if products is None else products
     gram64 = n * p * p * 2  # full Gram + the held-out folds' Grams, float64 syrk
@@ -91,7 +94,7 @@ def ours_flops(
     per_target = (
         2 * n * p  # X^T Y, once (kept in the output array)
         + 2 * n * p  # held-out correction of every fold: (X_f B_f)^T Y_f
-        + k * 2 * p * p  # training cross-products in each fold's eigen-basis
+        + (1 - held) * k * 2 * p * p  # training cross-products in each fold's eigen-basis
         + products * 2 * n * p  # held-out predictions (one product per alpha or per factor)
     )
     if refit == "cholesky":
@@ -99,7 +102,8 @@ def ours_flops(
     else:
         eigh64 += 4 * p**3
         per_target += 2 * 2 * p * p  # into the eigen-basis and back
-    gemm32 = test_ops + t * per_target
+    operators = held * products * 2 * n * p * p  # A_f diag(w_j) B_f^T, per fold and product
+    gemm32 = test_ops + operators + t * per_target
     return {"gemm32": float(gemm32), "gemm64": float(gram64), "eigh64": float(eigh64)}
 
 
@@ -108,6 +112,7 @@ def _ours_flops_of(row: dict[str, Any], n: int, p: int, t: int) -> dict[str, flo
     info = row.get("fit_info", {})
     prods = info.get("products_per_fold") or [7]
     distinct = sum(1 for v in row.get("alpha_counts", {}).values() if v) or 1
+    flags = info.get("held_out_operators") or [False]
     return ours_flops(
         n,
         p,
@@ -115,6 +120,7 @@ def _ours_flops_of(row: dict[str, Any], n: int, p: int, t: int) -> dict[str, flo
         products=sum(prods) / len(prods),
         refit=info.get("refit", "eigh"),
         distinct=distinct,
+        held=sum(flags) / len(flags),
     )
 
 

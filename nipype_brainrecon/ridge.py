@@ -1022,35 +1022,44 @@ def _fit_primal(
         del g
         fold_floor = max(fold_floor, float(eigvals.min()))
         basis = ops.cast(basis64, ops.dt)
+        weights = _ridge_weights(ops, eigvals, grid_dev)
+        factors, mix = _compress_weights(ops, weights)
+        n_products = grid.size if factors is None else int(factors.shape[1])
+        products.append(n_products)
+        held_out_operators.append(_use_held_out_operators(n_products, n_test, p, t))
+        voxels_f = shift_dt = None
+        if held_out_operators[-1]:
+            voxels_f = ops.empty((n_test, p))  # the held-out voxels, kept
         test_op = ops.empty((n_test, p))
         for rows in src.blocks(f):
             local = slice(rows.start - f.start, rows.stop - f.start)
-            ops.matmul(src.voxels(rows), basis, out=test_op[local])
+            xb = src.voxels(rows)
+            ops.matmul(xb, basis, out=test_op[local])
+            if voxels_f is not None:
+                ops.copyto(voxels_f[local], xb)
+            del xb
         shift_b = None
         if fit_intercept:
             shift_b = ops.cast(shift @ basis64, ops.dt)
             test_op -= shift_b[None, :]
         del basis64
-        weights = _ridge_weights(ops, eigvals, grid_dev)
-        factors, mix = _compress_weights(ops, weights)
         fold = _Fold(basis, ops.cast(weights, ops.dt), shift_b, f, n_train, test_op, factors, mix)
         del weights
         rank = 1 if factors is None else factors.shape[1] + 2
-        n_products = grid.size if factors is None else int(factors.shape[1])
-        products.append(n_products)
-        held = voxels_f = shift_dt = None
-        held_out_operators.append(_use_held_out_operators(n_products, n_test, p, t))
-        if held_out_operators[-1]:
-            # Held-out operators H_j = A_f diag(w_j) B^T (n_test x p, one per factor or alpha):
-            # the predictions are H_j R with R the training cross-products in voxel space, so
-            # no target chunk needs the p x p product B^T R.
+        held = None
+        if voxels_f is not None:
+            # Held-out operators H_j = A_f diag(w_j) B^T (n_test x p, one per factor or alpha),
+            # all from one GEMM: the predictions are H_j R with R the training cross-products in
+            # voxel space, so no target chunk needs the p x p product B^T R.
             columns = fold.factors if fold.factors is not None else fold.weights
-            held = ops.empty((n_products, n_test, p))
+            scaled = ops.empty((n_products, n_test, p))
             for j in range(n_products):
-                ops.matmul(test_op * columns[:, j][None, :], basis.T, out=held[j])
-            voxels_f = ops.empty((n_test, p))
-            for rows in src.blocks(f):
-                ops.copyto(voxels_f[rows.start - f.start : rows.stop - f.start], src.voxels(rows))
+                ops.copyto(scaled[j], test_op)
+                scaled[j] *= columns[:, j][None, :]
+            held = ops.empty((n_products, n_test, p))
+            ops.matmul(scaled.reshape(n_products * n_test, p), basis.T,
+                       out=held.reshape(n_products * n_test, p))  # fmt: skip
+            del scaled
             if fit_intercept:
                 shift_dt = ops.cast(ops.asarray(shift, ops.f64), ops.dt)
                 voxels_f -= shift_dt[None, :]
