@@ -292,9 +292,13 @@ def _settings(args) -> dict:
             from nipype_brainrecon.models import native_resolution
 
             resolution = native_resolution(model)
+    from nipype_brainrecon.workflows.participant import DEFAULT_SETTINGS
+
     # The demo model draws the simulator's stimuli, whose captions name object colours and a
     # background: the weights-free "scene" metric scores that semantic content.
-    extractors = ["pixels", "lowlevel", "scene"] if args.model == "demo" else ["pixels", "lowlevel"]
+    extractors = list(DEFAULT_SETTINGS["extractors"])
+    if args.model == "demo":
+        extractors.append("scene")
     return {
         "extractors": extractors,
         "betas_method": args.betas_method,

@@ -879,15 +879,21 @@ class _Source:
         return self.ops.asarray(self.Y[rows, cols])
 
 
+def _add_to_gram(ops: Any, gram: Any, colsum: Any, xb: Any) -> tuple[Any, Any]:
+    """Add a block of standardised rows (compute dtype) to a float64 Gram and its column sums
+    (both None to start)."""
+    xb64 = ops.cast(xb, ops.f64)
+    gram = ops.gram_update(gram, xb64)
+    colsum = ops.sum64(xb64, 0) if colsum is None else colsum + ops.sum64(xb64, 0)
+    return gram, colsum
+
+
 def _gram_rows(src: _Source, span: slice, rows_per_block: int | None = None) -> tuple[Any, Any]:
     """``Xs[span]^T Xs[span]`` (float64, from the compute-dtype values; only its lower triangle
     is meaningful) and its column sums."""
-    ops = src.ops
     gram = colsum = None
     for rows in src.blocks(span, rows_per_block):
-        xb = ops.cast(src.voxels(rows), ops.f64)
-        gram = ops.gram_update(gram, xb)
-        colsum = ops.sum64(xb, 0) if colsum is None else colsum + ops.sum64(xb, 0)
+        gram, colsum = _add_to_gram(src.ops, gram, colsum, src.voxels(rows))
     return gram, colsum
 
 
@@ -994,10 +1000,7 @@ def _fit_primal(
         gram = colsum = None
         for rows in src.blocks(slice(0, n), big_rows):
             xb = src.voxels(rows)
-            xb64 = ops.cast(xb, ops.f64)
-            gram = ops.gram_update(gram, xb64)
-            colsum = ops.sum64(xb64, 0) if colsum is None else colsum + ops.sum64(xb64, 0)
-            del xb64
+            gram, colsum = _add_to_gram(ops, gram, colsum, xb)
             for cols in _chunks(t, xty_chunk):
                 coef[:, cols] += ops.matmul(xb.T, src.targets(rows, cols))
             del xb

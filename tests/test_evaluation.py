@@ -285,8 +285,7 @@ def test_scene_colour_features_name_the_objects_colours_and_background():
         # Anti-aliased edges aside, the object pixels are the scene's colours.
         right.append(sum(shares[names.index(c)] for c in present))
     assert min(right) > 0.75 and np.mean(right) > 0.95
-    # Identification of the scenes by themselves is perfect where the colours differ; a uniform
-    # image has no object pixels (zero shares) and still a background.
+    # A uniform image has no object pixels (zero shares) and still a background.
     assert ev.get_extractor("scene").outputs == {"Scene(colours)": "identification"}
     grey = np.full((1, 32, 32, 3), 128, np.uint8)
     row = ev.scene_colour_features(grey)["Scene(colours)"][0]
