@@ -73,6 +73,7 @@ def ours_flops(
     refit: str = "cholesky",
     distinct: int = 1,
     held: float = 0.0,
+    series: float = 0.0,
 ) -> dict[str, float]:
     """FLOPs of :func:`fit_ridge_cv` in its voxel-basis form (each fold has >= p samples).
 
@@ -84,13 +85,18 @@ def ours_flops(
     factorisation (p^3/3) per ``distinct`` chosen alpha and the triangular solves (2 p^2 per
     target); "eigh" one more decomposition and two float32 products per target. ``held`` is
     the fraction of folds scored through held-out operators (``products`` operators of
-    ``n_test x p`` per fold, built once; no ``p x p`` product per target). Element-wise work
-    (scaling, residuals, squared norms) is not counted.
+    ``n_test x p`` per fold, built once; no ``p x p`` product per target). ``series`` is the
+    fraction of those folds taking the Neumann series instead of an eigendecomposition: two
+    float64 Cholesky factorisations (the fold Gram and the proof of its eigenvalue floor,
+    p^3/3 each), the inverse from the factor (2 p^3/3) and chained operators (``products``
+    GEMMs of ``n_test x p x p``, no eigen-basis product). Element-wise work (scaling,
+    residuals, squared norms) and the inverse iterations (p^2 each) are not counted.
     """
     products = a if products is None else products
     gram64 = n * p * p * 2  # full Gram + the held-out folds' Grams, float64 syrk
-    eigh64 = k * 4 * p**3
-    test_ops = 2 * n * p * p  # held-out voxels in each fold's eigen-basis
+    eigh64 = (1 - series) * k * 4 * p**3
+    gram64 += series * k * (2 * p**3 / 3 + 2 * p**3 / 3)  # Cholesky x2, inverse from factor
+    test_ops = (1 - series) * 2 * n * p * p  # held-out voxels in each fold's eigen-basis
     per_target = (
         2 * n * p  # X^T Y, once (kept in the output array)
         + 2 * n * p  # held-out correction of every fold: (X_f B_f)^T Y_f
@@ -113,6 +119,7 @@ def _ours_flops_of(row: dict[str, Any], n: int, p: int, t: int) -> dict[str, flo
     prods = info.get("products_per_fold") or [7]
     distinct = sum(1 for v in row.get("alpha_counts", {}).values() if v) or 1
     flags = info.get("held_out_operators") or [False]
+    series = info.get("series_folds") or [False]
     return ours_flops(
         n,
         p,
@@ -121,6 +128,7 @@ def _ours_flops_of(row: dict[str, Any], n: int, p: int, t: int) -> dict[str, flo
         refit=info.get("refit", "eigh"),
         distinct=distinct,
         held=sum(flags) / len(flags),
+        series=sum(series) / len(series),
     )
 
 
@@ -517,7 +525,15 @@ def markdown(report: dict[str, Any]) -> str:
         s = r.get("sklearn", {})
         sh = r["shape"]
         mem = "/".join(get(x, "extra_peak_mib", ".0f") for x in (o, h, s))
-        prods = ",".join(str(v) for v in o.get("fit_info", {}).get("products_per_fold", [])) or "–"
+        info = o.get("fit_info", {})
+        series = info.get("series_folds") or [False] * len(info.get("products_per_fold", []))
+        prods = (
+            ",".join(
+                f"{v}{'s' if by_series else ''}"
+                for v, by_series in zip(info.get("products_per_fold", []), series, strict=False)
+            )
+            or "–"
+        )
         lines.append(
             f"| {sh['n']} | {sh['p']} | {sh['t']} | {get(o, 'seconds', '.2f')} | "
             f"{get(h, 'seconds', '.2f')} | {get(s, 'seconds', '.2f')} | "
@@ -544,7 +560,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Same alphas / max rel. diff: ours against himalaya (held-out predictions). scikit-learn "
         "with `cv=5` picks one alpha for all targets. Products/fold: held-out matrix products "
         "per fold and target chunk (7 = one per alpha; fewer when the fold's ridge weights have "
-        "a low numerical rank). GFLOP/s counts the FLOPs done; the per-alpha-equivalent rate "
+        "a low numerical rank; 's': the fold was scored through the Neumann series of "
+        "(G + alpha I)^-1, without an eigendecomposition). GFLOP/s counts the FLOPs done; the per-alpha-equivalent rate "
         "counts those of one product per alpha. Extra MiB: peak RSS during the fit minus RSS "
         "with the inputs loaded; it includes the fitted coefficients (ours' output MiB: p × t "
         "float32), which are the result rather than working memory. Goals: ≥ 5× faster than "

@@ -151,7 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ours = fit_ours(X, Y, X_test, args.device)
         row["ours_s"] = ours["seconds"]
         row["ours_peak_gpu_gib"] = ours["peak_gpu_gib"]
-        row["ours_fit_info"] = {k: v for k, v in ours["fit_info"].items() if np.isscalar(v)}
+        row["ours_fit_info"] = {
+            k: v
+            for k, v in ours["fit_info"].items()
+            if np.isscalar(v) or (isinstance(v, list) and all(np.isscalar(x) for x in v))
+        }
         print(f"[{name}] ours: {ours['seconds']:.1f} s", flush=True)
         if name == "z" or not args.skip_himalaya_c:
             ref = fit_himalaya(X, Y, X_test, args.device)

@@ -30,6 +30,7 @@ Decoders are saved as safetensors plus a JSON sidecar (:func:`save_decoder`); ne
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -89,6 +90,19 @@ BIG_BLOCK_FACTOR = 4
 #: it saves time (fewer operator rows than targets) and they fit in two bases' memory, True
 #: whenever they fit, False never.
 HELD_OUT_OPERATORS: bool | None = None
+
+#: Score a fold through the Neumann series of ``(G + alpha I)^-1`` in powers of ``G^-1`` (one
+#: Cholesky inverse, no eigendecomposition) when every alpha is small enough next to the fold's
+#: smallest eigenvalue that a few terms are exact to the compute dtype's rounding (the paper's
+#: grid on standardised voxels): None when it needs no more products than alphas, True whenever
+#: the series is exact (up to 64 terms; for tests), False never.
+SERIES_FOLDS: bool | None = None
+#: Inverse iterations estimating a fold Gram's smallest eigenvalue (only the estimate's order
+#: of magnitude matters: it sets the number of series terms, and is proven before use).
+POWER_ITERATIONS = 8
+#: Their held-out operators may take this many ``p x p`` bases' memory (the eigen-basis path
+#: keeps a basis and a scaled copy besides its operators while it builds them; this one neither).
+SERIES_MEMORY = 3.0
 
 #: The refit factorises ``G + alpha I`` once per chosen alpha when at most this many alphas were
 #: chosen (and the Gram is regular); otherwise it decomposes ``G`` once.
@@ -356,6 +370,26 @@ class RidgeDecoder:
 # --------------------------------------------------------------------------------------------
 
 
+_GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@functools.cache
+def _gemm_of(dtype: np.dtype) -> Any:
+    from scipy.linalg.blas import get_blas_funcs
+
+    return get_blas_funcs("gemm", dtype=dtype)
+
+
+def _fortran_operand(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """``x^T`` as a Fortran-ordered BLAS operand: ``(x.T, 0)`` for a C-ordered ``x``, ``(x, 1)``
+    (transpose flag) for a Fortran-ordered one, else a C-ordered copy's transpose."""
+    if x.flags.c_contiguous:
+        return x.T, 0
+    if x.flags.f_contiguous:
+        return x, 1
+    return np.ascontiguousarray(x).T, 0
+
+
 class _NumpyOps:
     name = "numpy"
 
@@ -417,6 +451,23 @@ class _NumpyOps:
 
         return scipy.linalg.cho_solve((factor, True), b, overwrite_b=True, check_finite=False)
 
+    def cho_inverse(self, factor: np.ndarray, step: int = 128) -> np.ndarray:
+        """The inverse of ``L L^T`` from its lower Cholesky factor, in place (LAPACK potri),
+        made symmetric block by block (no full-size temporary)."""
+        from scipy.linalg.lapack import get_lapack_funcs
+
+        potri = get_lapack_funcs("potri", (factor,))
+        inv, info = potri(factor, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"potri failed (info={info})")
+        m = inv.shape[0]
+        for s in range(0, m, step):
+            e = min(s + step, m)
+            diag = np.tril(inv[s:e, s:e])
+            inv[s:e, s:e] = diag + np.tril(diag, -1).T
+            inv[s:e, e:] = inv[e:, s:e].T
+        return inv.T if inv.flags.f_contiguous else inv  # symmetric: C order, the same matrix
+
     def gram_update(self, gram: np.ndarray | None, xb: np.ndarray) -> np.ndarray:
         """``gram + xb^T xb`` in place, lower triangle only (BLAS syrk: half a GEMM's work)."""
         from scipy.linalg.blas import get_blas_funcs
@@ -430,7 +481,31 @@ class _NumpyOps:
         return gram
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        return np.matmul(a, b, out=out)
+        """``a @ b`` (2-D) through scipy's BLAS, the library of the solver's LAPACK and syrk calls.
+
+        numpy wheels bundle a second OpenBLAS. The idle threads of each library spin for a while
+        after a call and took the cores from the other: mixing them cost ~15% of a fit.
+        """
+        if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in _GEMM_DTYPES:
+            return np.matmul(a, b, out=out)
+        if a.size == 0 or b.size == 0:
+            return np.matmul(a, b, out=out)
+        # C = A B is computed as the Fortran product C^T = B^T A^T: a C-ordered array is its
+        # transpose in Fortran order, so no operand or output is copied.
+        bt, trans_b = _fortran_operand(b)
+        at, trans_a = _fortran_operand(a)
+        gemm = _gemm_of(a.dtype)
+        if out is not None and out.flags.c_contiguous and out.dtype == a.dtype:
+            ct = gemm(1.0, bt, at, beta=0.0, c=out.T, trans_a=trans_b, trans_b=trans_a,
+                      overwrite_c=1)  # fmt: skip
+            if not np.shares_memory(ct, out):
+                out[...] = ct.T
+            return out
+        result = gemm(1.0, bt, at, trans_a=trans_b, trans_b=trans_a).T
+        if out is None:
+            return result
+        out[...] = result
+        return out
 
     def sumsq_cols(self, a: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->j", a, a)
@@ -502,6 +577,9 @@ class _TorchOps:
 
     def cho_solve(self, factor: Any, b: Any) -> Any:
         return self.torch.cholesky_solve(b, factor)
+
+    def cho_inverse(self, factor: Any) -> Any:
+        return self.torch.cholesky_inverse(factor)
 
     def gram_update(self, gram: Any, xb: Any) -> Any:
         if gram is None:
@@ -913,11 +991,13 @@ def _index_chunks(idx: np.ndarray, chunk: int) -> Iterator[slice | np.ndarray]:
             yield part
 
 
-def _use_held_out_operators(n_products: int, n_test: int, p: int, t: int) -> bool:
+def _use_held_out_operators(
+    n_products: int, n_test: int, p: int, t: int, memory: float = 2.0
+) -> bool:
     """Whether a fold scores through held-out operators (see :data:`HELD_OUT_OPERATORS`):
     building them costs ``n_products * 2 n_test p^2`` and saves ``2 p^2 t``; they take at most
-    two ``p x p`` bases' memory."""
-    if HELD_OUT_OPERATORS is False or n_products * n_test * p > 2 * p * p:
+    ``memory`` ``p x p`` bases' memory."""
+    if HELD_OUT_OPERATORS is False or n_products * n_test * p > memory * p * p:
         return False
     return bool(HELD_OUT_OPERATORS or n_products * n_test < t)
 
@@ -929,6 +1009,105 @@ def _full_gram_is_regular(gram: Any, fold_floor: float, p: int) -> bool:
     the decompositions' rounding."""
     trace = float(gram.diagonal().sum())
     return bool(fold_floor > 4.0 * trace * p * np.finfo(np.float64).eps)
+
+
+def _series_terms(ratio: float, tol: float) -> int | None:
+    """Terms of the Neumann series of ``1 / (lambda + alpha)`` in powers of ``alpha / lambda``
+    whose relative truncation error ``ratio ** terms`` (``ratio`` bounds ``alpha / lambda``) is
+    at most ``tol``; None when the series does not converge."""
+    if not 0.0 <= ratio < 1.0:
+        return None
+    if ratio <= tol:
+        return 1
+    return max(1, int(np.ceil(np.log(tol) / np.log(ratio))))
+
+
+def _series_inverse(
+    ops: Any, g: Any, grid: np.ndarray, n_test: int, t: int
+) -> tuple[Any, float, int] | None:
+    """The scaled inverse ``mu G^-1`` (compute dtype), ``mu`` and the number of Neumann terms
+    when a fold can be scored without an eigendecomposition (see :data:`SERIES_FOLDS`).
+
+    ``(G + alpha I)^-1 = sum_k (-alpha)^k G^-(k+1)``, truncated after ``K`` terms, has a relative
+    error of at most ``(alpha / lambda_min)^K`` in every eigen-direction. When ``K`` terms reach
+    the compute dtype's unit roundoff for the largest alpha (the accuracy
+    :func:`_compress_weights` asks of low-rank weights), the fold's held-out operators are
+    ``A_f G^-k``, ``k = 1..K``, from one Cholesky inverse (float64, ~p^3 flops against ~30 p^3
+    of GEMM time for an eigendecomposition). The floor ``mu <= lambda_min`` is half a power
+    iteration estimate, proven by factorising ``G - mu I``. ``g`` (float64, lower triangle) is
+    left intact. None when the series needs more terms than allowed, the operators would not
+    save work or fit (:func:`_use_held_out_operators`), or ``G`` is not clearly positive definite.
+    """
+    p = g.shape[0]
+    if SERIES_FOLDS is False or not _use_held_out_operators(1, n_test, p, t, SERIES_MEMORY):
+        return None
+    factor = ops.cholesky(ops.copy(g))
+    if factor is None:
+        return None
+    # Power iteration (Rayleigh quotients) on G^-1 through the factor: rq <= 1 / lambda_min.
+    v = ops.asarray(np.cos(np.arange(p) * 0.7)[:, None] + 1.5, ops.f64)
+    v /= float(np.sqrt(ops.to_numpy(ops.sumsq_cols(v))[0]))
+    for _ in range(POWER_ITERATIONS):
+        w = ops.cho_solve(factor, ops.copy(v))
+        rq = float(ops.to_numpy(ops.sum64(w * v, 0))[0])
+        v = w / float(np.sqrt(ops.to_numpy(ops.sumsq_cols(w))[0]))
+    margin = float(g.diagonal().sum()) * p * np.finfo(np.float64).eps  # factorisations' rounding
+    guess = 0.5 / rq  # the estimate was within 11% after 8 iterations on random voxels
+    mu = guess - margin
+    tol = float(np.finfo(ops.host_dtype).eps) / 2
+    terms = _series_terms(float(grid.max()) / mu, tol) if mu > 8.0 * margin else None
+    max_terms = 64 if SERIES_FOLDS else grid.size
+    if terms is None or terms > max_terms:
+        return None
+    if not _use_held_out_operators(terms, n_test, p, t, SERIES_MEMORY):
+        return None
+    shifted = ops.copy(g)
+    ops.add_diagonal(shifted, -guess)
+    proven = ops.cholesky(shifted) is not None  # G - guess I is positive definite
+    del shifted
+    if not proven:
+        return None
+    inv = ops.cho_inverse(factor)
+    del factor
+    inv *= mu
+    return ops.cast(inv, ops.dt), mu, terms
+
+
+def _refit_by_column_chunks(
+    ops: Any,
+    gram: Any,
+    grid: np.ndarray,
+    best: np.ndarray,
+    budget: int,
+    chunk: int,
+    rhs_of: Any,
+    store: Any,
+) -> np.ndarray:
+    """Cholesky refit on a device: contiguous column chunks, each alpha's columns gathered and
+    scattered there (host-side fancy indexing of the p x t arrays took 4 s of a 20 s NSD fit).
+    Factors are kept while they fit in ``budget`` and recomputed otherwise. Returns the
+    targets left for the eigen-basis (from the first chunk where a factorisation failed)."""
+    p = gram.shape[0]
+    keep = max(1, budget // (8 * p * p))
+    factors: dict[int, Any] = {}
+    for cols in _chunks(best.size, chunk):
+        rhs = rhs_of(cols, ops.f64)
+        w = ops.empty((p, cols.stop - cols.start))
+        for a in np.unique(best[cols]):
+            factor = factors.get(int(a))
+            if factor is None:
+                factor = ops.copy(gram)
+                ops.add_diagonal(factor, float(grid[a]))
+                factor = ops.cholesky(factor)
+                if factor is None:  # lost to rounding: the eigen-basis takes the rest
+                    return np.arange(cols.start, best.size)
+                if len(factors) < keep:
+                    factors[int(a)] = factor
+            idx = ops.index(np.flatnonzero(best[cols] == a))
+            w[:, idx] = ops.cast(ops.cho_solve(factor, rhs[:, idx]), ops.dt)
+        store(cols, w)
+        del rhs, w
+    return np.arange(0)
 
 
 def _chunk_of(budget: int, per_target: int, t: int, chunk_size: int | None) -> int:
@@ -967,34 +1146,48 @@ def _fit_primal(
     big_rows = src.rows * BIG_BLOCK_FACTOR
     xty_chunk = _chunk_of(budget, isz * (2 * p + big_rows), t, None)
     y_sums = np.empty((len(folds), t))
-    for cols in _chunks(t, xty_chunk):
-        for k, f in enumerate(folds):
-            y_sums[k, cols] = ops.to_numpy(ops.sum64(src.targets(f, cols), 0))
+
+    def check_finite(cols: slice) -> None:
         if not np.all(np.isfinite(y_sums[:, cols])):
             raise DataError(
                 f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
             )
-    y_total = y_sums.sum(0)
+
     if device_y:
         gram, colsum = _gram_rows(src, slice(0, n))
         # On a device, accumulate Xs^T Y there, one column chunk at a time: copying the p x chunk
-        # product back to the host for every row block would dominate the run time.
+        # product back to the host for every row block would dominate the run time. The fold
+        # sums of the targets come from the same transferred blocks (no pass of their own).
         blocks = list(src.blocks(slice(0, n)))
         cached = [src.voxels(rows) for rows in blocks] if n * p * isz <= 4 * budget else None
         for cols in _chunks(t, xty_chunk):
             acc = None
+            sums = ops.asarray(np.zeros((len(folds), cols.stop - cols.start)), ops.f64)
             for i, rows in enumerate(blocks):
                 xb = cached[i] if cached is not None else src.voxels(rows)
-                part = ops.matmul(xb.T, src.targets(rows, cols))
+                y = src.targets(rows, cols)
+                part = ops.matmul(xb.T, y)
                 if acc is None:
                     acc = part
                 else:
                     acc += part
-                del xb, part
+                for k, f in enumerate(folds):
+                    lo, hi = max(f.start, rows.start), min(f.stop, rows.stop)
+                    if lo < hi:
+                        sums[k] += ops.sum64(y[lo - rows.start : hi - rows.start], 0)
+                del xb, part, y
+            y_sums[:, cols] = ops.to_numpy(sums)
+            check_finite(cols)
             coef[:, cols] = ops.to_numpy(acc)
             del acc
         del cached
+        y_total = y_sums.sum(0)
     else:
+        for cols in _chunks(t, xty_chunk):
+            for k, f in enumerate(folds):
+                y_sums[k, cols] = ops.to_numpy(ops.sum64(src.targets(f, cols), 0))
+            check_finite(cols)
+        y_total = y_sums.sum(0)
         # Each row block is standardised once for both products; larger blocks than the other
         # passes' mean fewer read-modify-writes of the p x t output.
         gram = colsum = None
@@ -1010,6 +1203,7 @@ def _fit_primal(
     chunk = None
     fold_floor = -np.inf  # largest smallest eigenvalue of a training Gram
     held_out_operators: list[bool] = []
+    series_folds: list[bool] = []
     for k, f in enumerate(folds):
         n_test = f.stop - f.start
         n_train = n - n_test
@@ -1021,53 +1215,85 @@ def _fit_primal(
         if fit_intercept:
             shift = (colsum - colsum_test) / n_train
             _sub_outer(g, shift, shift, float(n_train))
-        eigvals, basis64 = ops.eigh(g)
-        del g
-        fold_floor = max(fold_floor, float(eigvals.min()))
-        basis = ops.cast(basis64, ops.dt)
-        weights = _ridge_weights(ops, eigvals, grid_dev)
-        factors, mix = _compress_weights(ops, weights)
-        n_products = grid.size if factors is None else int(factors.shape[1])
-        products.append(n_products)
-        held_out_operators.append(_use_held_out_operators(n_products, n_test, p, t))
-        voxels_f = shift_dt = None
-        if held_out_operators[-1]:
-            voxels_f = ops.empty((n_test, p))  # the held-out voxels, kept
-        test_op = ops.empty((n_test, p))
-        for rows in src.blocks(f):
-            local = slice(rows.start - f.start, rows.stop - f.start)
-            xb = src.voxels(rows)
-            ops.matmul(xb, basis, out=test_op[local])
-            if voxels_f is not None:
-                ops.copyto(voxels_f[local], xb)
-            del xb
-        shift_b = None
-        if fit_intercept:
-            shift_b = ops.cast(shift @ basis64, ops.dt)
-            test_op -= shift_b[None, :]
-        del basis64
-        fold = _Fold(basis, ops.cast(weights, ops.dt), shift_b, f, n_train, test_op, factors, mix)
-        del weights
-        rank = 1 if factors is None else factors.shape[1] + 2
-        held = None
-        if voxels_f is not None:
-            # Held-out operators H_j = A_f diag(w_j) B^T (n_test x p, one per factor or alpha),
-            # all from one GEMM: the predictions are H_j R with R the training cross-products in
-            # voxel space, so no target chunk needs the p x p product B^T R.
-            columns = fold.factors if fold.factors is not None else fold.weights
-            scaled = ops.empty((n_products, n_test, p))
-            for j in range(n_products):
-                ops.copyto(scaled[j], test_op)
-                scaled[j] *= columns[:, j][None, :]
-            held = ops.empty((n_products, n_test, p))
-            ops.matmul(scaled.reshape(n_products * n_test, p), basis.T,
-                       out=held.reshape(n_products * n_test, p))  # fmt: skip
-            del scaled
+        series = _series_inverse(ops, g, grid, n_test, t)
+        if series is not None:
+            # Neumann series, no eigendecomposition: held-out operators A_f (mu G^-1)^k,
+            # k = 1..K, by chained GEMMs; alpha j mixes them with (-alpha_j / mu)^(k-1) / mu.
+            del g
+            inv, mu, n_products = series
+            fold_floor = max(fold_floor, mu)
+            products.append(n_products)
+            held_out_operators.append(True)
+            series_folds.append(True)
+            voxels_f = ops.empty((n_test, p))
+            for rows in src.blocks(f):
+                ops.copyto(voxels_f[rows.start - f.start : rows.stop - f.start], src.voxels(rows))
+            shift_b = None
+            shift_dt = None
             if fit_intercept:
                 shift_dt = ops.cast(ops.asarray(shift, ops.f64), ops.dt)
                 voxels_f -= shift_dt[None, :]
-            fold.basis = fold.test_op = None
-            del basis, test_op
+            held = ops.empty((n_products, n_test, p))
+            ops.matmul(voxels_f, inv, out=held[0])
+            for j in range(1, n_products):
+                ops.matmul(held[j - 1], inv, out=held[j])
+            del inv
+            powers = (-grid[:, None] / mu) ** np.arange(n_products)[None, :] / mu
+            factors = None
+            mix = ops.asarray(np.concatenate([powers, -np.ones((grid.size, 1))], axis=1))
+            fold = _Fold(None, None, None, f, n_train, None, None, mix)
+            rank = n_products + 2
+        else:
+            series_folds.append(False)
+            eigvals, basis64 = ops.eigh(g)
+            del g
+            fold_floor = max(fold_floor, float(eigvals.min()))
+            basis = ops.cast(basis64, ops.dt)
+            weights = _ridge_weights(ops, eigvals, grid_dev)
+            factors, mix = _compress_weights(ops, weights)
+            n_products = grid.size if factors is None else int(factors.shape[1])
+            products.append(n_products)
+            held_out_operators.append(_use_held_out_operators(n_products, n_test, p, t))
+            voxels_f = shift_dt = None
+            if held_out_operators[-1]:
+                voxels_f = ops.empty((n_test, p))  # the held-out voxels, kept
+            test_op = ops.empty((n_test, p))
+            for rows in src.blocks(f):
+                local = slice(rows.start - f.start, rows.stop - f.start)
+                xb = src.voxels(rows)
+                ops.matmul(xb, basis, out=test_op[local])
+                if voxels_f is not None:
+                    ops.copyto(voxels_f[local], xb)
+                del xb
+            shift_b = None
+            if fit_intercept:
+                shift_b = ops.cast(ops.matmul(shift[None, :], basis64)[0], ops.dt)
+                test_op -= shift_b[None, :]
+            del basis64
+            fold = _Fold(
+                basis, ops.cast(weights, ops.dt), shift_b, f, n_train, test_op, factors, mix
+            )
+            del weights
+            held = None
+            if voxels_f is not None:
+                # Held-out operators H_j = A_f diag(w_j) B^T (n_test x p, one per factor or alpha),
+                # all from one GEMM: the predictions are H_j R with R the training cross-products in
+                # voxel space, so no target chunk needs the p x p product B^T R.
+                columns = fold.factors if fold.factors is not None else fold.weights
+                scaled = ops.empty((n_products, n_test, p))
+                for j in range(n_products):
+                    ops.copyto(scaled[j], test_op)
+                    scaled[j] *= columns[:, j][None, :]
+                held = ops.empty((n_products, n_test, p))
+                ops.matmul(scaled.reshape(n_products * n_test, p), basis.T,
+                           out=held.reshape(n_products * n_test, p))  # fmt: skip
+                del scaled
+                if fit_intercept:
+                    shift_dt = ops.cast(ops.asarray(shift, ops.f64), ops.dt)
+                    voxels_f -= shift_dt[None, :]
+                fold.basis = fold.test_op = None
+                del basis, test_op
+            rank = 1 if factors is None else factors.shape[1] + 2
         # Per target: eigen-coefficients, the held-out correction, a scaled copy, the held-out
         # targets (raw and centred), the predictions or low-rank parts (+ a device Xs^T Y).
         per_target = isz * (3 * p + (rank + 3) * n_test + p * device_y)
@@ -1111,7 +1337,9 @@ def _fit_primal(
 
     def store(cols: slice | np.ndarray, w: Any) -> None:
         if fit_intercept:
-            intercept[cols] = y_total[cols] / n - ops.to_numpy(ops.cast(vm @ w, ops.f64))
+            intercept[cols] = y_total[cols] / n - ops.to_numpy(
+                ops.cast(ops.matmul(vm[None, :], w)[0], ops.f64)
+            )
         coef[:, cols] = ops.to_numpy(w)
 
     remaining = np.arange(t)
@@ -1122,7 +1350,11 @@ def _fit_primal(
         # (G + alpha I)^-1 equals the eigen-basis solve: one float64 Cholesky factorisation per
         # chosen alpha (p^3/3 flops) replaces the last eigendecomposition (~4 p^3).
         solve_chunk = _chunk_of(budget, 8 * 3 * p + isz * p, t, chunk_size)
-        for a in chosen:
+        if device_y:
+            remaining = _refit_by_column_chunks(
+                ops, gram, grid, best, budget, solve_chunk, rhs_of, store
+            )
+        for a in chosen if not device_y else ():
             factor = ops.copy(gram)
             ops.add_diagonal(factor, float(grid[a]))
             factor = ops.cholesky(factor)
@@ -1155,6 +1387,7 @@ def _fit_primal(
         {
             "refit": refit,
             "held_out_operators": held_out_operators,
+            "series_folds": series_folds,
         },
     )
 
@@ -1288,7 +1521,8 @@ def _fold_scores(
     ``coefs`` are the training cross-products in the fold's eigen-basis (m x tc); the held-out
     predictions of alpha k are ``test_op @ diag(weights[:, k]) @ coefs``. The diagonal scaling
     goes on the smaller of the two factors. With low-rank weights (:func:`_compress_weights`)
-    only ``r`` products are formed and each alpha's residual is one small combination of them.
+    only ``r`` products are formed and each alpha's residual is one small combination of them
+    (``fold.mix``; also the Neumann-series terms of :func:`_series_inverse`).
     With ``held`` (the fold's held-out operators, one per factor or alpha), ``coefs`` are the
     cross-products in voxel space and product ``j`` is ``held[j] @ coefs``.
     """
@@ -1298,10 +1532,12 @@ def _fold_scores(
     if held is None:
         scaled = ops.empty(fold.test_op.shape if scale_op else coefs.shape)
 
-    def product(j: int, w: Any, out_: Any, buf: Any = scaled) -> None:
+    def product(j: int, out_: Any, buf: Any = scaled) -> None:
         if held is not None:
             ops.matmul(held[j], coefs, out=out_)
-        elif scale_op:
+            return
+        w = (fold.weights if fold.factors is None else fold.factors)[:, j]
+        if scale_op:
             ops.copyto(buf, fold.test_op)
             buf *= w[None, :]
             ops.matmul(buf, coefs, out=out_)
@@ -1310,23 +1546,49 @@ def _fold_scores(
             buf *= w[:, None]
             ops.matmul(fold.test_op, buf, out=out_)
 
-    if fold.factors is None:
+    if fold.mix is None:
         pred = ops.empty((n_test, tc))
-        for k in range(fold.weights.shape[1]):
-            product(k, fold.weights[:, k], pred)
+        for k in range(out.shape[0]):
+            product(k, pred)
             pred -= target
             out[k] = ops.to_numpy(ops.sumsq_cols(pred)) / -n_test
         return
-    rank = fold.factors.shape[1]
+    rank = fold.mix.shape[1] - 1
     parts = ops.empty((rank + 1, n_test, tc))
     for r in range(rank):
-        product(r, fold.factors[:, r], parts[r])
+        product(r, parts[r])
     ops.copyto(parts[rank], target)
+    if ops.name == "numpy":
+        _mixed_scores_by_rows(ops, fold.mix, parts, out)
+        return
     flat = parts.reshape(rank + 1, n_test * tc)
     resid = ops.empty((1, n_test * tc))
     for k in range(fold.mix.shape[0]):
         ops.matmul(fold.mix[k : k + 1], flat, out=resid)  # prediction minus target
         out[k] = ops.to_numpy(ops.sumsq_cols(resid.reshape(n_test, tc))) / -n_test
+
+
+def _mixed_scores_by_rows(
+    ops: Any, mix: np.ndarray, parts: np.ndarray, out: np.ndarray, cache_bytes: int = 2**19
+) -> None:
+    """Negative MSE of every alpha's residual ``sum_j mix[k, j] parts[j]`` (numpy), a few
+    held-out rows at a time: the parts are read once for all alphas (while in cache), not once
+    per alpha (which was memory-bound, ~6% of a fit)."""
+    n_parts, n_test, tc = parts.shape
+    n_alphas = mix.shape[0]
+    rows = max(1, min(n_test, cache_bytes // (parts.itemsize * n_parts * tc)))
+    block = np.empty(n_parts * rows * tc, dtype=parts.dtype)
+    resid = np.empty(n_alphas * rows * tc, dtype=parts.dtype)
+    total = np.zeros((n_alphas, tc))
+    for start in range(0, n_test, rows):
+        m = min(rows, n_test - start)
+        b = block[: n_parts * m * tc].reshape(n_parts, m, tc)
+        np.copyto(b, parts[:, start : start + m])
+        r = resid[: n_alphas * m * tc].reshape(n_alphas, m * tc)
+        ops.matmul(mix, b.reshape(n_parts, m * tc), out=r)  # predictions minus targets
+        r3 = r.reshape(n_alphas, m, tc)
+        total += np.einsum("kij,kij->kj", r3, r3)
+    out[...] = total / -n_test
 
 
 def _cv_chunk_kernel(

@@ -242,6 +242,7 @@ def test_rank_deficient_voxels_refit_through_the_eigen_basis():
     X = np.concatenate([X, X[:, :1]], axis=1)
     decoder = fit_ridge_cv(X, Y, alphas="paper", dtype=np.float64, backend="numpy")
     assert decoder.fit_info["refit"] == "eigh"
+    assert decoder.fit_info["series_folds"] == [False] * 5  # no Cholesky of a singular Gram
     assert np.all(np.isfinite(decoder.coef))
     np.testing.assert_allclose(decoder.coef[0], decoder.coef[-1], rtol=1e-6)
 
@@ -274,6 +275,76 @@ def test_held_out_operators_give_the_eigen_basis_scores(
     same = via_held.alphas == via_basis.alphas
     assert same.mean() >= (1.0 if dtype == np.float64 else 0.9)  # float32: rounding ties
     assert relative_difference(via_held.coef[:, same], via_basis.coef[:, same]) < tol
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_series_folds_give_the_eigen_basis_scores(backend, fit_intercept, dtype, monkeypatch):
+    """Scoring a fold through the Neumann series sum_k (-alpha)^k G^-(k+1) (one Cholesky
+    inverse, no eigendecomposition) equals scoring in the fold's eigen-basis, to the compute
+    dtype's rounding."""
+    import nipype_brainrecon.ridge as ridge
+
+    if backend == "torch":
+        pytest.importorskip("torch")
+    X, Y, _, _ = make_data(*SHAPES[0], dtype=dtype)
+    kwargs = dict(
+        alphas="paper", dtype=dtype, backend=backend, fit_intercept=fit_intercept, chunk_size=6
+    )
+    # Tiny folds: allow the many terms float64 needs and operators larger than the targets.
+    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
+    monkeypatch.setattr(ridge, "SERIES_MEMORY", 64.0)
+    monkeypatch.setattr(ridge, "SERIES_FOLDS", True)
+    series = fit_ridge_cv(X, Y, **kwargs)
+    assert series.fit_info["series_folds"] == [True] * 5
+    terms = series.fit_info["products_per_fold"]
+    assert min(terms) >= (10 if dtype == np.float64 else 4)  # lambda_min ~ 10 x alpha_max
+    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)
+    basis = fit_ridge_cv(X, Y, **kwargs)
+    assert basis.fit_info["series_folds"] == [False] * 5
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(series.cv_mean_scores, basis.cv_mean_scores, rtol=tol)
+    same = series.alphas == basis.alphas
+    assert same.mean() >= (1.0 if dtype == np.float64 else 0.9)  # float32: rounding ties
+    assert relative_difference(series.coef[:, same], basis.coef[:, same]) < tol
+
+
+def test_series_terms_bound_the_truncation_error():
+    from nipype_brainrecon.ridge import _series_terms
+
+    tol = np.finfo(np.float32).eps / 2
+    assert _series_terms(1e-3, tol) == 3  # 1e-9 <= 6e-8 < 1e-6
+    assert _series_terms(1e-9, tol) == 1
+    assert _series_terms(0.1, tol) == 8  # 1e-8 <= 6e-8 < 1e-7
+    assert _series_terms(1.0, tol) is None and _series_terms(2.0, tol) is None
+    # The bound is the truncation error: (alpha / lambda)^K relative, in every direction.
+    lam = np.array([3.0, 10.0, 1e4])
+    for alpha in (0.1, 1.0, 2.0):
+        k = _series_terms(alpha / lam.min(), 1e-12)
+        partial = sum((-alpha) ** j / lam ** (j + 1) for j in range(k))
+        assert np.all(np.abs(partial * (lam + alpha) - 1.0) <= 1e-12 * (1 + 1e-9))
+
+
+def test_series_folds_by_default_on_the_paper_setting_equal_himalaya():
+    """Benchmark-like setting (float32, paper grid, standardised voxels, more targets than
+    operator rows): every fold takes the series with a few terms, and the result is himalaya's."""
+    pytest.importorskip("himalaya")
+    rng = np.random.default_rng(5)
+    n, p, t = 2000, 600, 2000
+    X = rng.standard_normal((n + 50, p), dtype=np.float32) * 2 + 1
+    W = rng.standard_normal((p, t), dtype=np.float32) * np.logspace(-3, -1, t, dtype=np.float32)
+    Y = X @ W + rng.standard_normal((n + 50, t), dtype=np.float32)
+    X, X_test, Y = X[:n], X[n:], Y[:n]
+    dec = fit_ridge_cv(X, Y, alphas="paper", fit_intercept=False)
+    assert dec.fit_info["series_folds"] == [True] * 5
+    assert max(dec.fit_info["products_per_fold"]) <= 4
+    ref_alphas, ref_pred, _ = himalaya_fit(X, Y, X_test, PAPER_ALPHAS, False)
+    diff = relative_difference(dec.predict(X_test), ref_pred)
+    same = float(np.mean(dec.alphas == ref_alphas))
+    print(f"series folds vs himalaya: same alphas {same:.3f}, rel. prediction diff {diff:.1e}")
+    assert diff < 1e-4
+    assert same >= 0.99
 
 
 def test_held_out_operators_are_used_when_they_save_work():
