@@ -94,12 +94,16 @@ HELD_OUT_OPERATORS: bool | None = None
 #: Score a fold through the Neumann series of ``(G + alpha I)^-1`` in powers of ``G^-1`` (one
 #: Cholesky inverse, no eigendecomposition) when every alpha is small enough next to the fold's
 #: smallest eigenvalue that a few terms are exact to the compute dtype's rounding (the paper's
-#: grid on standardised voxels): None when it needs no more products than alphas, True whenever
-#: the series is exact (up to 64 terms; for tests), False never.
+#: grid on standardised voxels): None when it needs no more products than alphas and costs less
+#: than the eigen-basis (``_series_saves_time``), True whenever the series is exact (up to 64
+#: terms; for tests), False never.
 SERIES_FOLDS: bool | None = None
 #: Inverse iterations estimating a fold Gram's smallest eigenvalue (only the estimate's order
 #: of magnitude matters: it sets the number of series terms, and is proven before use).
 POWER_ITERATIONS = 8
+#: A float64 eigendecomposition (LAPACK syevd) took this many p^3 of float32 GEMM time (measured
+#: at p = 1,500 and 3,000 on two threads): the cost model choosing series folds.
+EIGH_COST = 30.0
 #: Their held-out operators may take this many ``p x p`` bases' memory (the eigen-basis path
 #: keeps a basis and a scaled copy besides its operators while it builds them; this one neither).
 SERIES_MEMORY = 3.0
@@ -991,13 +995,11 @@ def _index_chunks(idx: np.ndarray, chunk: int) -> Iterator[slice | np.ndarray]:
             yield part
 
 
-def _use_held_out_operators(
-    n_products: int, n_test: int, p: int, t: int, memory: float = 2.0
-) -> bool:
+def _use_held_out_operators(n_products: int, n_test: int, p: int, t: int) -> bool:
     """Whether a fold scores through held-out operators (see :data:`HELD_OUT_OPERATORS`):
     building them costs ``n_products * 2 n_test p^2`` and saves ``2 p^2 t``; they take at most
-    ``memory`` ``p x p`` bases' memory."""
-    if HELD_OUT_OPERATORS is False or n_products * n_test * p > memory * p * p:
+    two ``p x p`` bases' memory."""
+    if HELD_OUT_OPERATORS is False or n_products * n_test * p > 2 * p * p:
         return False
     return bool(HELD_OUT_OPERATORS or n_products * n_test < t)
 
@@ -1022,6 +1024,24 @@ def _series_terms(ratio: float, tol: float) -> int | None:
     return max(1, int(np.ceil(np.log(tol) / np.log(ratio))))
 
 
+def _series_fits(terms: int, n_test: int, p: int) -> bool:
+    """Whether a series fold's ``terms`` held-out operators fit in :data:`SERIES_MEMORY`."""
+    return HELD_OUT_OPERATORS is not False and terms * n_test <= SERIES_MEMORY * p
+
+
+def _series_saves_time(terms: int, n_test: int, p: int, t: int) -> bool:
+    """Whether a series fold (``terms`` operators and products, float64 factorisations ~3 p^3
+    of GEMM time) costs less than an eigen-basis fold at its best: the decomposition
+    (:data:`EIGH_COST` p^3), the held-out voxels in the basis, one product fewer (the low-rank
+    weights usually need one term less) and the cheaper of held-out operators or basis products."""
+    product = 2.0 * n_test * p * t
+    operator = 2.0 * n_test * p * p
+    series = terms * (operator + product) + 3.0 * p**3
+    fewer = max(terms - 1, 1)
+    eigen = EIGH_COST * p**3 + operator + fewer * product + min(fewer * operator, 2.0 * p * p * t)
+    return series <= eigen
+
+
 def _series_inverse(
     ops: Any, g: Any, grid: np.ndarray, n_test: int, t: int
 ) -> tuple[Any, float, int] | None:
@@ -1035,11 +1055,12 @@ def _series_inverse(
     ``A_f G^-k``, ``k = 1..K``, from one Cholesky inverse (float64, ~p^3 flops against ~30 p^3
     of GEMM time for an eigendecomposition). The floor ``mu <= lambda_min`` is half a power
     iteration estimate, proven by factorising ``G - mu I``. ``g`` (float64, lower triangle) is
-    left intact. None when the series needs more terms than allowed, the operators would not
-    save work or fit (:func:`_use_held_out_operators`), or ``G`` is not clearly positive definite.
+    left intact. None when the series needs more terms than allowed, costs more than the
+    eigen-basis (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or
+    ``G`` is not clearly positive definite.
     """
     p = g.shape[0]
-    if SERIES_FOLDS is False or not _use_held_out_operators(1, n_test, p, t, SERIES_MEMORY):
+    if SERIES_FOLDS is False or not _series_fits(1, n_test, p):
         return None
     factor = ops.cholesky(ops.copy(g))
     if factor is None:
@@ -1059,7 +1080,9 @@ def _series_inverse(
     max_terms = 64 if SERIES_FOLDS else grid.size
     if terms is None or terms > max_terms:
         return None
-    if not _use_held_out_operators(terms, n_test, p, t, SERIES_MEMORY):
+    if not _series_fits(terms, n_test, p):
+        return None
+    if not (SERIES_FOLDS or HELD_OUT_OPERATORS or _series_saves_time(terms, n_test, p, t)):
         return None
     shifted = ops.copy(g)
     ops.add_diagonal(shifted, -guess)

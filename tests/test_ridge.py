@@ -194,6 +194,7 @@ def test_low_rank_alpha_products_equal_one_product_per_alpha(shape, backend, mon
         pytest.importorskip("torch")
     dtype = np.float32
     X, Y, X_test, _ = make_data(*shape, dtype=dtype)
+    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)  # the eigen-basis path's factorisation
     monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", True)
     with caplog.at_level("DEBUG", logger="nipype_brainrecon.ridge"):
         fast = fit_ridge_cv(X, Y, alphas="paper", dtype=dtype, backend=backend, chunk_size=7)
@@ -263,6 +264,7 @@ def test_held_out_operators_give_the_eigen_basis_scores(
     kwargs = dict(
         alphas=grid, dtype=dtype, backend=backend, fit_intercept=fit_intercept, chunk_size=6
     )
+    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)  # the eigen-basis path's operators
     monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", dtype == np.float32)  # float32: 2-3 factors
     monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
     via_held = fit_ridge_cv(X, Y, **kwargs)
