@@ -323,6 +323,7 @@ def _fit_costs(rows: list[tuple[dict[str, float], float]], keys: list[str]) -> d
     A = np.array([[flops[k] for k in keys] for flops, _ in rows])
     b = np.array([seconds for _, seconds in rows])
     scale = A.max(0)
+    scale[scale <= 0] = 1.0  # a component no run had (e.g. no eigendecomposition): cost 0
     coef, _ = nnls(A / scale, b)
     return {k: float(c / s) for k, c, s in zip(keys, coef, scale, strict=True)}
 
@@ -465,7 +466,8 @@ def _grouped(method: str, flops: dict[str, float]) -> dict[str, float]:
 
 def _extrapolate(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Seconds for the NSD c-decoder from per-FLOP costs fitted to the measured runs. Ours is
-    counted with one product per alpha (the low-rank saving depends on the data's spectrum)."""
+    counted on the path the runs took (their mean products per fold, held-out operator and
+    series-fold fractions): which path a fold takes depends on the data's spectrum."""
     out: dict[str, Any] = {"shape": dict(zip("npt", NSD_C, strict=True))}
     n, p, t = NSD_C
     for method in ("ours", "himalaya"):
@@ -483,7 +485,23 @@ def _extrapolate(results: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         keys = list(rows[0][0])
         costs = _fit_costs(rows, keys)
-        target_flops = ours_flops(n, p, t) if method == "ours" else himalaya_flops(n, p, t)
+        if method == "ours":
+            infos = [r["ours"].get("fit_info", {}) for r in results if "error" not in r["ours"]]
+
+            def mean_of(key: str, default: float, infos: list = infos) -> float:
+                values = [float(v) for info in infos for v in (info.get(key) or [default])]
+                return sum(values) / len(values)
+
+            target_flops = ours_flops(
+                n,
+                p,
+                t,
+                products=mean_of("products_per_fold", 7),
+                held=mean_of("held_out_operators", 0),
+                series=mean_of("series_folds", 0),
+            )
+        else:
+            target_flops = himalaya_flops(n, p, t)
         target = _grouped(method, target_flops)
         out[method] = {
             "seconds": sum(costs[k] * target[k] for k in keys),

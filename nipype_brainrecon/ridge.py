@@ -104,6 +104,8 @@ POWER_ITERATIONS = 8
 #: A float64 eigendecomposition (LAPACK syevd) took this many p^3 of float32 GEMM time (measured
 #: at p = 1,500 and 3,000 on two threads): the cost model choosing series folds.
 EIGH_COST = 30.0
+#: The floor tried for the smallest eigenvalue, as a fraction of its estimate (then proven).
+SERIES_FLOOR_FACTOR = 0.5
 #: Their held-out operators may take this many ``p x p`` bases' memory (the eigen-basis path
 #: keeps a basis and a scaled copy besides its operators while it builds them; this one neither).
 SERIES_MEMORY = 3.0
@@ -1042,9 +1044,13 @@ def _series_saves_time(terms: int, n_test: int, p: int, t: int) -> bool:
     return series <= eigen
 
 
+#: Returned by :func:`_series_inverse` when it used up the Gram it was given and found no series.
+GRAM_CONSUMED = "consumed"
+
+
 def _series_inverse(
     ops: Any, g: Any, grid: np.ndarray, n_test: int, t: int
-) -> tuple[Any, float, int] | None:
+) -> tuple[Any, float, int] | str | None:
     """The scaled inverse ``mu G^-1`` (compute dtype), ``mu`` and the number of Neumann terms
     when a fold can be scored without an eigendecomposition (see :data:`SERIES_FOLDS`).
 
@@ -1055,7 +1061,8 @@ def _series_inverse(
     ``A_f G^-k``, ``k = 1..K``, from one Cholesky inverse (float64, ~p^3 flops against ~30 p^3
     of GEMM time for an eigendecomposition). The floor ``mu <= lambda_min`` is half a power
     iteration estimate, proven by factorising ``G - mu I``. ``g`` (float64, lower triangle) is
-    left intact. None when the series needs more terms than allowed, costs more than the
+    left intact when the result is None, and consumed otherwise (:data:`GRAM_CONSUMED`: no
+    series after all). None when the series needs more terms than allowed, costs more than the
     eigen-basis (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or
     ``G`` is not clearly positive definite.
     """
@@ -1073,7 +1080,7 @@ def _series_inverse(
         rq = float(ops.to_numpy(ops.sum64(w * v, 0))[0])
         v = w / float(np.sqrt(ops.to_numpy(ops.sumsq_cols(w))[0]))
     margin = float(g.diagonal().sum()) * p * np.finfo(np.float64).eps  # factorisations' rounding
-    guess = 0.5 / rq  # the estimate was within 11% after 8 iterations on random voxels
+    guess = SERIES_FLOOR_FACTOR / rq  # the estimate was within 11% after 8 iterations
     mu = guess - margin
     tol = float(np.finfo(ops.host_dtype).eps) / 2
     terms = _series_terms(float(grid.max()) / mu, tol) if mu > 8.0 * margin else None
@@ -1084,14 +1091,13 @@ def _series_inverse(
         return None
     if not (SERIES_FOLDS or HELD_OUT_OPERATORS or _series_saves_time(terms, n_test, p, t)):
         return None
-    shifted = ops.copy(g)
-    ops.add_diagonal(shifted, -guess)
-    proven = ops.cholesky(shifted) is not None  # G - guess I is positive definite
-    del shifted
-    if not proven:
-        return None
-    inv = ops.cho_inverse(factor)
+    inv = ops.cho_inverse(factor)  # in place of the factor
     del factor
+    # The proof factorises G - guess I in place of G: one p x p float64 array less at the peak.
+    # On failure (rare: the estimate was more than twice too large) the caller rebuilds G.
+    ops.add_diagonal(g, -guess)
+    if ops.cholesky(g) is None:  # G - guess I is not positive definite
+        return GRAM_CONSUMED
     inv *= mu
     return ops.cast(inv, ops.dt), mu, terms
 
@@ -1230,15 +1236,26 @@ def _fit_primal(
     for k, f in enumerate(folds):
         n_test = f.stop - f.start
         n_train = n - n_test
-        # Large row blocks: syrk ran at 49 GFLOP/s on 700 rows and 118 on 2,800 (p = 3,000).
-        g, colsum_test = _gram_rows(src, f, big_rows)
-        g *= -1.0
-        g += gram  # training Gram, in place
-        shift = None
-        if fit_intercept:
-            shift = (colsum - colsum_test) / n_train
-            _sub_outer(g, shift, shift, float(n_train))
+
+        def training_gram(
+            f: slice = f, n_train: int = n_train, full: Any = gram
+        ) -> tuple[Any, Any]:
+            """The fold's training Gram (full minus held-out, centred) and training mean."""
+            # Large row blocks: syrk ran at 49 GFLOP/s on 700 rows and 118 on 2,800 (p = 3,000).
+            g, colsum_test = _gram_rows(src, f, big_rows)
+            g *= -1.0
+            g += full  # in place
+            shift = None
+            if fit_intercept:
+                shift = (colsum - colsum_test) / n_train
+                _sub_outer(g, shift, shift, float(n_train))
+            return g, shift
+
+        g, shift = training_gram()
         series = _series_inverse(ops, g, grid, n_test, t)
+        if series is GRAM_CONSUMED:  # no series after all: rebuild the Gram for the eigen-basis
+            g, shift = training_gram()
+            series = None
         if series is not None:
             # Neumann series, no eigendecomposition: held-out operators A_f (mu G^-1)^k,
             # k = 1..K, by chained GEMMs; alpha j mixes them with (-alpha_j / mu)^(k-1) / mu.

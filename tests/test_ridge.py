@@ -312,6 +312,28 @@ def test_series_folds_give_the_eigen_basis_scores(backend, fit_intercept, dtype,
     assert relative_difference(series.coef[:, same], basis.coef[:, same]) < tol
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_series_floor_that_fails_its_proof_falls_back_to_the_eigen_basis(backend, monkeypatch):
+    """A floor above the smallest eigenvalue cannot be proven: the fold rebuilds its Gram and
+    takes the eigen-basis, with the same result as a fit that never tried the series."""
+    import nipype_brainrecon.ridge as ridge
+
+    if backend == "torch":
+        pytest.importorskip("torch")
+    X, Y, _, _ = make_data(*SHAPES[0], dtype=np.float32)
+    kwargs = dict(alphas="paper", backend=backend, fit_intercept=True, chunk_size=6)
+    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
+    monkeypatch.setattr(ridge, "SERIES_MEMORY", 64.0)
+    monkeypatch.setattr(ridge, "SERIES_FOLDS", True)
+    monkeypatch.setattr(ridge, "SERIES_FLOOR_FACTOR", 50.0)  # 50x the estimate of lambda_min
+    tried = fit_ridge_cv(X, Y, **kwargs)
+    assert tried.fit_info["series_folds"] == [False] * 5
+    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)
+    never = fit_ridge_cv(X, Y, **kwargs)
+    np.testing.assert_array_equal(tried.cv_mean_scores, never.cv_mean_scores)
+    np.testing.assert_array_equal(tried.coef, never.coef)
+
+
 def test_series_terms_bound_the_truncation_error():
     from nipype_brainrecon.ridge import _series_terms
 
