@@ -248,6 +248,16 @@ def test_rank_deficient_voxels_refit_through_the_eigen_basis():
     np.testing.assert_allclose(decoder.coef[0], decoder.coef[-1], rtol=1e-6)
 
 
+def assert_same_fit(a, b, dtype):
+    """Two solver paths agree: CV scores to the dtype's rounding (1e-10 in float64), the same
+    alphas (float32: but for rounding ties) and the same coefficients where the alphas agree."""
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(a.cv_mean_scores, b.cv_mean_scores, rtol=tol)
+    same = a.alphas == b.alphas
+    assert same.mean() >= (1.0 if dtype == np.float64 else 0.9)  # float32: rounding ties
+    assert relative_difference(a.coef[:, same], b.coef[:, same]) < tol
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtype, grid", [(np.float64, [1e-2, 1e1, 1e4]), (np.float32, "paper")])
@@ -272,11 +282,7 @@ def test_held_out_operators_give_the_eigen_basis_scores(
     monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", False)
     via_basis = fit_ridge_cv(X, Y, **kwargs)
     assert via_basis.fit_info["held_out_operators"] == [False] * 5
-    tol = 1e-10 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(via_held.cv_mean_scores, via_basis.cv_mean_scores, rtol=tol)
-    same = via_held.alphas == via_basis.alphas
-    assert same.mean() >= (1.0 if dtype == np.float64 else 0.9)  # float32: rounding ties
-    assert relative_difference(via_held.coef[:, same], via_basis.coef[:, same]) < tol
+    assert_same_fit(via_held, via_basis, dtype)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -305,11 +311,7 @@ def test_series_folds_give_the_eigen_basis_scores(backend, fit_intercept, dtype,
     monkeypatch.setattr(ridge, "SERIES_FOLDS", False)
     basis = fit_ridge_cv(X, Y, **kwargs)
     assert basis.fit_info["series_folds"] == [False] * 5
-    tol = 1e-10 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(series.cv_mean_scores, basis.cv_mean_scores, rtol=tol)
-    same = series.alphas == basis.alphas
-    assert same.mean() >= (1.0 if dtype == np.float64 else 0.9)  # float32: rounding ties
-    assert relative_difference(series.coef[:, same], basis.coef[:, same]) < tol
+    assert_same_fit(series, basis, dtype)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
