@@ -1058,11 +1058,11 @@ def _series_inverse(
     error of at most ``(alpha / lambda_min)^K`` in every eigen-direction. When ``K`` terms reach
     the compute dtype's unit roundoff for the largest alpha (the accuracy
     :func:`_compress_weights` asks of low-rank weights), the fold's held-out operators are
-    ``A_f G^-k``, ``k = 1..K``, from one Cholesky inverse (float64, ~p^3 flops against ~30 p^3
-    of GEMM time for an eigendecomposition). The floor ``mu <= lambda_min`` is half a power
-    iteration estimate, proven by factorising ``G - mu I``. ``g`` (float64, lower triangle) is
-    left intact when the result is None, and consumed otherwise (:data:`GRAM_CONSUMED`: no
-    series after all). None when the series needs more terms than allowed, costs more than the
+    ``X_f G^-k`` (``X_f``: the centred held-out voxels), ``k = 1..K``, from one Cholesky
+    inverse (float64, ~p^3 flops against ~30 p^3 of GEMM time for an eigendecomposition). The
+    floor ``mu <= lambda_min`` is half a power-iteration estimate, proven by factorising
+    ``G - mu I``. ``g`` (float64, lower triangle) is left intact when the result is None, and
+    consumed otherwise (:data:`GRAM_CONSUMED`: no series after all). None when the series needs more terms than allowed, costs more than the
     eigen-basis (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or
     ``G`` is not clearly positive definite.
     """
@@ -1257,7 +1257,7 @@ def _fit_primal(
             g, shift = training_gram()
             series = None
         if series is not None:
-            # Neumann series, no eigendecomposition: held-out operators A_f (mu G^-1)^k,
+            # Neumann series, no eigendecomposition: held-out operators X_f (mu G^-1)^k,
             # k = 1..K, by chained GEMMs; alpha j mixes them with (-alpha_j / mu)^(k-1) / mu.
             del g
             inv, mu, n_products = series
