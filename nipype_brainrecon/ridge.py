@@ -1102,6 +1102,13 @@ def _series_inverse(
     return ops.cast(inv, ops.dt), mu, terms
 
 
+def _shifted_cholesky(ops: Any, gram: Any, alpha: float) -> Any:
+    """Cholesky factor of ``gram + alpha I`` (``gram`` kept); None unless positive definite."""
+    factor = ops.copy(gram)
+    ops.add_diagonal(factor, alpha)
+    return ops.cholesky(factor)
+
+
 def _refit_by_column_chunks(
     ops: Any,
     gram: Any,
@@ -1125,9 +1132,7 @@ def _refit_by_column_chunks(
         for a in np.unique(best[cols]):
             factor = factors.get(int(a))
             if factor is None:
-                factor = ops.copy(gram)
-                ops.add_diagonal(factor, float(grid[a]))
-                factor = ops.cholesky(factor)
+                factor = _shifted_cholesky(ops, gram, float(grid[a]))
                 if factor is None:  # lost to rounding: the eigen-basis takes the rest
                     return np.arange(cols.start, best.size)
                 if len(factors) < keep:
@@ -1394,17 +1399,16 @@ def _fit_primal(
             remaining = _refit_by_column_chunks(
                 ops, gram, grid, best, budget, solve_chunk, rhs_of, store
             )
-        for a in chosen if not device_y else ():
-            factor = ops.copy(gram)
-            ops.add_diagonal(factor, float(grid[a]))
-            factor = ops.cholesky(factor)
-            if factor is None:  # lost to rounding: the eigen-basis takes the rest
-                break
-            cols_a = np.flatnonzero(best == a)
-            for cols in _index_chunks(cols_a, solve_chunk):
-                store(cols, ops.cast(ops.cho_solve(factor, rhs_of(cols, ops.f64)), ops.dt))
-            del factor
-            remaining = remaining[best[remaining] != a]
+        else:
+            for a in chosen:
+                factor = _shifted_cholesky(ops, gram, float(grid[a]))
+                if factor is None:  # lost to rounding: the eigen-basis takes the rest
+                    break
+                cols_a = np.flatnonzero(best == a)
+                for cols in _index_chunks(cols_a, solve_chunk):
+                    store(cols, ops.cast(ops.cho_solve(factor, rhs_of(cols, ops.f64)), ops.dt))
+                del factor
+                remaining = remaining[best[remaining] != a]
     refit = "cholesky" if remaining.size == 0 else "eigh"
     if remaining.size:
         eigvals, basis64 = ops.eigh(gram)
