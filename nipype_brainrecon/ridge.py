@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from . import _blas
 from ._version import __version__
 from .errors import DataError, MissingInputError, OutputError, UsageError
 from .io import atomic_write_bytes, atomic_write_text
@@ -491,11 +492,15 @@ class _NumpyOps:
 
         numpy wheels bundle a second OpenBLAS. The idle threads of each library spin for a while
         after a call and took the cores from the other: mixing them cost ~15% of a fit.
+        Strided operands (column chunks of the targets) go to BLAS as they are (:mod:`._blas`).
         """
         if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in _GEMM_DTYPES:
             return np.matmul(a, b, out=out)
         if a.size == 0 or b.size == 0:
             return np.matmul(a, b, out=out)
+        target = out if out is not None else np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        if _blas.gemm(a, b, target):
+            return target
         # C = A B is computed as the Fortran product C^T = B^T A^T: a C-ordered array is its
         # transpose in Fortran order, so no operand or output is copied.
         bt, trans_b = _fortran_operand(b)
@@ -512,6 +517,26 @@ class _NumpyOps:
             return result
         out[...] = result
         return out
+
+    def gemm(
+        self, a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta: float = 0.0
+    ) -> None:
+        """``out = alpha a @ b + beta out`` in place (strided ``out`` included)."""
+        if _blas.gemm(a, b, out, alpha, beta):
+            return
+        product = self.matmul(a, b)
+        if alpha != 1.0:
+            product *= alpha
+        if beta == 0.0:
+            out[...] = product
+        else:
+            if beta != 1.0:
+                out *= beta
+            out += product
+
+    def fresh(self, a: np.ndarray) -> np.ndarray:
+        """A C-ordered copy of host array ``a`` in the compute dtype (never a view of it)."""
+        return np.array(a, dtype=self.dt, order="C")
 
     def sumsq_cols(self, a: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->j", a, a)
@@ -595,6 +620,13 @@ class _TorchOps:
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         return self.torch.matmul(a, b, out=out)
+
+    def gemm(self, a: Any, b: Any, out: Any, alpha: float = 1.0, beta: float = 0.0) -> None:
+        out.addmm_(a, b, beta=beta, alpha=alpha)
+
+    def fresh(self, a: np.ndarray) -> Any:
+        t = self.asarray(a)
+        return t.clone() if t.device.type == "cpu" else t  # from_numpy shares host memory
 
     def sumsq_cols(self, a: Any) -> Any:
         return self.torch.einsum("ij,ij->j", a, a)
@@ -943,42 +975,94 @@ class _Source:
     scale: np.ndarray
     rows: int  # rows per standardised block
 
+    def __post_init__(self) -> None:
+        # float32 voxels at float32 precision are standardised in float32: the mean in two
+        # parts, so that (x - mean_hi) - mean_lo keeps the centred value to a unit roundoff
+        # however large the mean; a fifth of the time of the float64 route.
+        self.in_float32 = self.X.dtype == np.float32 and self.ops.host_dtype == np.float32
+        self.mean_hi = self.mean.astype(np.float32)
+        self.mean_lo = (self.mean - self.mean_hi).astype(np.float32)
+        self.inv_scale = (1.0 / self.scale).astype(np.float32)
+
     def blocks(self, span: slice, rows: int | None = None) -> Iterator[slice]:
         step = rows or self.rows
         for start in range(span.start, span.stop, step):
             yield slice(start, min(start + step, span.stop))
 
-    def voxels(self, rows: slice) -> Any:
-        """Standardised used voxels of ``rows`` in the compute dtype (float64 arithmetic, then
-        rounded: the values a standardised copy would hold)."""
+    def standardise(self, rows: slice, out: np.ndarray) -> np.ndarray:
+        """Standardised used voxels of ``rows`` into ``out`` (host, compute dtype; float32
+        arithmetic for float32 voxels and compute dtype, else float64 arithmetic, then rounded)."""
         block = self.X[rows]
         if not self.mask.all():
             block = block[:, self.mask]
-        block = block.astype(np.float64)
-        block -= self.mean
-        block /= self.scale
-        return self.ops.asarray(block)
+        if self.in_float32:
+            np.subtract(block, self.mean_hi, out=out)
+            out -= self.mean_lo
+            out *= self.inv_scale
+            return out
+        wide = np.subtract(block, self.mean, dtype=np.float64)
+        wide /= self.scale
+        np.copyto(out, wide, casting="same_kind")
+        return out
+
+    def voxels(self, rows: slice) -> Any:
+        """Standardised used voxels of ``rows`` (compute dtype, on the compute device)."""
+        host = np.empty((rows.stop - rows.start, self.mean.size), dtype=self.ops.host_dtype)
+        return self.ops.asarray(self.standardise(rows, host))
+
+    def span_voxels(self, span: slice) -> Any:
+        """Standardised used voxels of the rows of ``span`` as one array (block by block, so the
+        float64 route's temporaries stay small)."""
+        host = np.empty((span.stop - span.start, self.mean.size), dtype=self.ops.host_dtype)
+        for rows in self.blocks(span):
+            self.standardise(rows, host[rows.start - span.start : rows.stop - span.start])
+        return self.ops.asarray(host)
 
     def targets(self, rows: slice, cols: slice) -> Any:
         return self.ops.asarray(self.Y[rows, cols])
 
 
-def _add_to_gram(ops: Any, gram: Any, colsum: Any, xb: Any) -> tuple[Any, Any]:
-    """Add a block of standardised rows (compute dtype) to a float64 Gram and its column sums
-    (both None to start)."""
-    xb64 = ops.cast(xb, ops.f64)
-    gram = ops.gram_update(gram, xb64)
-    colsum = ops.sum64(xb64, 0) if colsum is None else colsum + ops.sum64(xb64, 0)
-    return gram, colsum
+class _GramAccumulator:
+    """A float64 Gram ``Xs^T Xs`` (lower triangle meaningful) and, when asked, the column sums,
+    added to block by block from compute-dtype rows (their exact values, widened into one
+    reused float64 buffer on the host)."""
+
+    def __init__(self, ops: Any, with_sums: bool) -> None:
+        self.ops = ops
+        self.gram: Any = None
+        self.colsum: Any = None
+        self.with_sums = with_sums
+        self._wide: np.ndarray | None = None
+
+    def add(self, xb: Any) -> None:
+        ops = self.ops
+        if ops.name == "numpy" and xb.dtype != np.float64:
+            m, p = xb.shape
+            if self._wide is None or self._wide.shape[0] < m:
+                self._wide = np.empty((m, p))
+            wide = self._wide[:m]
+            np.copyto(wide, xb)
+        else:
+            wide = ops.cast(xb, ops.f64)
+        self.gram = ops.gram_update(self.gram, wide)
+        if self.with_sums:
+            sums = ops.sum64(wide, 0)
+            self.colsum = sums if self.colsum is None else self.colsum + sums
+
+    def add_rows(self, xs: Any, rows_per_block: int) -> _GramAccumulator:
+        for start in range(0, xs.shape[0], rows_per_block):
+            self.add(xs[start : start + rows_per_block])
+        self._wide = None
+        return self
 
 
-def _gram_rows(src: _Source, span: slice, rows_per_block: int | None = None) -> tuple[Any, Any]:
+def _gram_rows(src: _Source, span: slice, with_sums: bool = True) -> tuple[Any, Any]:
     """``Xs[span]^T Xs[span]`` (float64, from the compute-dtype values; only its lower triangle
-    is meaningful) and its column sums."""
-    gram = colsum = None
-    for rows in src.blocks(span, rows_per_block):
-        gram, colsum = _add_to_gram(src.ops, gram, colsum, src.voxels(rows))
-    return gram, colsum
+    is meaningful) and its column sums (None unless ``with_sums``)."""
+    acc = _GramAccumulator(src.ops, with_sums)
+    for rows in src.blocks(span):
+        acc.add(src.voxels(rows))
+    return acc.gram, acc.colsum
 
 
 def _sub_outer(a: Any, u: Any, v: Any, c: float, step: int = 256) -> None:
@@ -1109,6 +1193,16 @@ def _shifted_cholesky(ops: Any, gram: Any, alpha: float) -> Any:
     return ops.cholesky(factor)
 
 
+def _refit_by_inverse(n_targets: int, p: int, dtype: np.dtype) -> bool:
+    """Whether the host refit of ``n_targets`` sharing one alpha multiplies by the explicit
+    inverse of ``G + alpha I`` (float32 GEMM) rather than solving with its Cholesky factor
+    (float64 triangular solves, ~3x slower per flop on the CPU): the inverse costs ``2/3 p^3``
+    more float64 flops, repaid from about ``p / 2`` targets. The inverse is rounded to float32 as
+    ``Xs^T Y`` already is, and the solution is as sensitive to either rounding (both scale with
+    the condition number of ``G + alpha I``); float64 fits keep the backward-stable solves."""
+    return dtype == np.dtype(np.float32) and 2 * n_targets >= p
+
+
 def _refit_by_column_chunks(
     ops: Any,
     gram: Any,
@@ -1188,7 +1282,7 @@ def _fit_primal(
             )
 
     if device_y:
-        gram, colsum = _gram_rows(src, slice(0, n))
+        gram, colsum = _gram_rows(src, slice(0, n), fit_intercept)
         # On a device, accumulate Xs^T Y there, one column chunk at a time: copying the p x chunk
         # product back to the host for every row block would dominate the run time. The fold
         # sums of the targets come from the same transferred blocks (no pass of their own).
@@ -1224,13 +1318,16 @@ def _fit_primal(
         y_total = y_sums.sum(0)
         # Each row block is standardised once for both products; larger blocks than the other
         # passes' mean fewer read-modify-writes of the p x t output.
-        gram = colsum = None
+        acc = _GramAccumulator(ops, fit_intercept)
+        block = np.empty((min(n, big_rows), p), dtype=dt)
         for rows in src.blocks(slice(0, n), big_rows):
-            xb = src.voxels(rows)
-            gram, colsum = _add_to_gram(ops, gram, colsum, xb)
+            xb = src.standardise(rows, block[: rows.stop - rows.start])
+            acc.add(xb)
             for cols in _chunks(t, xty_chunk):
-                coef[:, cols] += ops.matmul(xb.T, src.targets(rows, cols))
+                ops.gemm(xb.T, src.targets(rows, cols), coef[:, cols], beta=1.0)
             del xb
+        gram, colsum = acc.gram, acc.colsum
+        del acc, block
 
     scores = np.empty((len(folds), grid.size, t), dtype=dt)
     products = []
@@ -1242,12 +1339,16 @@ def _fit_primal(
         n_test = f.stop - f.start
         n_train = n - n_test
 
+        # The held-out voxels, standardised once: for the fold's Gram and its predictions.
+        fold_voxels = src.span_voxels(f)
+
         def training_gram(
-            f: slice = f, n_train: int = n_train, full: Any = gram
+            n_train: int = n_train, full: Any = gram, held_out_voxels: Any = fold_voxels
         ) -> tuple[Any, Any]:
             """The fold's training Gram (full minus held-out, centred) and training mean."""
             # Large row blocks: syrk ran at 49 GFLOP/s on 700 rows and 118 on 2,800 (p = 3,000).
-            g, colsum_test = _gram_rows(src, f, big_rows)
+            held_out = _GramAccumulator(ops, fit_intercept).add_rows(held_out_voxels, big_rows)
+            g, colsum_test = held_out.gram, held_out.colsum
             g *= -1.0
             g += full  # in place
             shift = None
@@ -1270,9 +1371,7 @@ def _fit_primal(
             products.append(n_products)
             held_out_operators.append(True)
             series_folds.append(True)
-            voxels_f = ops.empty((n_test, p))
-            for rows in src.blocks(f):
-                ops.copyto(voxels_f[rows.start - f.start : rows.stop - f.start], src.voxels(rows))
+            voxels_f = fold_voxels
             shift_b = None
             shift_dt = None
             if fit_intercept:
@@ -1299,17 +1398,9 @@ def _fit_primal(
             n_products = grid.size if factors is None else int(factors.shape[1])
             products.append(n_products)
             held_out_operators.append(_use_held_out_operators(n_products, n_test, p, t))
-            voxels_f = shift_dt = None
-            if held_out_operators[-1]:
-                voxels_f = ops.empty((n_test, p))  # the held-out voxels, kept
-            test_op = ops.empty((n_test, p))
-            for rows in src.blocks(f):
-                local = slice(rows.start - f.start, rows.stop - f.start)
-                xb = src.voxels(rows)
-                ops.matmul(xb, basis, out=test_op[local])
-                if voxels_f is not None:
-                    ops.copyto(voxels_f[local], xb)
-                del xb
+            shift_dt = None
+            test_op = ops.matmul(fold_voxels, basis)
+            voxels_f = fold_voxels if held_out_operators[-1] else None  # kept for the operators
             shift_b = None
             if fit_intercept:
                 shift_b = ops.cast(ops.matmul(shift[None, :], basis64)[0], ops.dt)
@@ -1351,9 +1442,10 @@ def _fit_primal(
                 # Training cross-products in the fold's basis: B^T (Xs^T Y - Xs_f^T Y_f), with
                 # Xs_f B = test_op (+ 1 shift_b^T when centred).
                 coefs = ops.matmul(fold.basis.T, ops.asarray(coef[:, cols]))
-                coefs -= ops.matmul(fold.test_op.T, y)
+                ops.gemm(fold.test_op.T, y, coefs, alpha=-1.0, beta=1.0)
             else:  # the same in voxel space, with the centred held-out voxels
-                coefs = ops.asarray(coef[:, cols]) - ops.matmul(voxels_f.T, y)  # not in place
+                coefs = ops.fresh(coef[:, cols])
+                ops.gemm(voxels_f.T, y, coefs, alpha=-1.0, beta=1.0)
             target = y
             if fit_intercept:
                 y_train = y_total_dev[cols] - ops.asarray(y_sums[k, cols], ops.f64)
@@ -1362,15 +1454,16 @@ def _fit_primal(
                 target = y - ops.cast(y_train / n_train, ops.dt)[None, :]
             _fold_scores(ops, fold, coefs, target, scores[k][:, cols], held)
             del coefs, target, y
-        del fold, factors, mix, held, voxels_f
+        del fold, factors, mix, held, voxels_f, fold_voxels
 
     # Refit on all samples, each target with its own alpha.
     best = _select_alphas(scores, grid, dt)[0]
-    voxel_mean = colsum / n
+    voxel_mean = vm = None  # column sums are only taken for intercept fits
     if fit_intercept:
+        voxel_mean = colsum / n
         _sub_outer(gram, voxel_mean, voxel_mean, float(n))
+        vm = ops.cast(voxel_mean, ops.dt)
     intercept = np.zeros(t)
-    vm = ops.cast(voxel_mean, ops.dt)
 
     def rhs_of(cols: slice | np.ndarray, dtype: Any) -> Any:
         """Xs^T Y of ``cols``, centred for intercept fits: ``Xs^T Y - n mean_x mean_y^T``."""
@@ -1389,6 +1482,7 @@ def _fit_primal(
 
     remaining = np.arange(t)
     chosen = np.unique(best)
+    by_inverse: list[int] = []  # targets of each alpha refitted through the explicit inverse
     if chosen.size <= CHOLESKY_MAX_ALPHAS and _full_gram_is_regular(gram, fold_floor, p):
         # Every training Gram is dominated by the full one (Loewner order, centred or not), so
         # no eigenvalue of the full Gram reaches the null-space tolerance of _ridge_weights and
@@ -1400,14 +1494,23 @@ def _fit_primal(
                 ops, gram, grid, best, budget, solve_chunk, rhs_of, store
             )
         else:
+            gemm_chunk = _chunk_of(budget, 2 * isz * p, t, chunk_size)
             for a in chosen:
                 factor = _shifted_cholesky(ops, gram, float(grid[a]))
                 if factor is None:  # lost to rounding: the eigen-basis takes the rest
                     break
                 cols_a = np.flatnonzero(best == a)
-                for cols in _index_chunks(cols_a, solve_chunk):
-                    store(cols, ops.cast(ops.cho_solve(factor, rhs_of(cols, ops.f64)), ops.dt))
-                del factor
+                if _refit_by_inverse(cols_a.size, p, dt):
+                    by_inverse += [int(cols_a.size)]
+                    inverse = ops.cast(ops.cho_inverse(factor), ops.dt)
+                    del factor
+                    for cols in _index_chunks(cols_a, gemm_chunk):
+                        store(cols, ops.matmul(inverse, rhs_of(cols, ops.dt)))
+                    del inverse
+                else:
+                    for cols in _index_chunks(cols_a, solve_chunk):
+                        store(cols, ops.cast(ops.cho_solve(factor, rhs_of(cols, ops.f64)), ops.dt))
+                    del factor
                 remaining = remaining[best[remaining] != a]
     refit = "cholesky" if remaining.size == 0 else "eigh"
     if remaining.size:
@@ -1430,6 +1533,7 @@ def _fit_primal(
         products,
         {
             "refit": refit,
+            "inverse_refit_targets": by_inverse,
             "held_out_operators": held_out_operators,
             "series_folds": series_folds,
         },
@@ -1617,21 +1721,20 @@ def _mixed_scores_by_rows(
 ) -> None:
     """Negative MSE of every alpha's residual ``sum_j mix[k, j] parts[j]`` (numpy), a few
     held-out rows at a time: the parts are read once for all alphas (while in cache), not once
-    per alpha (which was memory-bound, ~6% of a fit)."""
+    per alpha (which was memory-bound, ~6% of a fit). The rows of every part are handed to BLAS
+    in place (a strided operand), and the residuals squared in place."""
     n_parts, n_test, tc = parts.shape
     n_alphas = mix.shape[0]
     rows = max(1, min(n_test, cache_bytes // (parts.itemsize * n_parts * tc)))
-    block = np.empty(n_parts * rows * tc, dtype=parts.dtype)
+    flat = parts.reshape(n_parts, n_test * tc)
     resid = np.empty(n_alphas * rows * tc, dtype=parts.dtype)
     total = np.zeros((n_alphas, tc))
     for start in range(0, n_test, rows):
         m = min(rows, n_test - start)
-        b = block[: n_parts * m * tc].reshape(n_parts, m, tc)
-        np.copyto(b, parts[:, start : start + m])
         r = resid[: n_alphas * m * tc].reshape(n_alphas, m * tc)
-        ops.matmul(mix, b.reshape(n_parts, m * tc), out=r)  # predictions minus targets
-        r3 = r.reshape(n_alphas, m, tc)
-        total += np.einsum("kij,kij->kj", r3, r3)
+        ops.gemm(mix, flat[:, start * tc : (start + m) * tc], r)  # predictions minus targets
+        np.square(r, out=r)
+        total += r.reshape(n_alphas, m, tc).sum(1)
     out[...] = total / -n_test
 
 
