@@ -159,12 +159,13 @@ def ours_extra_bytes(n: int, p: int, t: int, k: int = N_FOLDS) -> float:
     """Peak working memory of fit_ridge_cv beyond its inputs (voxel form, float32, default
     budget), output coefficients included. Folds run one at a time and no standardised copy of
     the voxels is kept: the full float64 Gram stays resident; while a fold's Gram is decomposed
-    it, the fold's Gram and the syevd workspace (2 p^2 float64) are alive; while targets stream
+    it, the fold's Gram, the syevd workspace (2 p^2 float64) and the fold's held-out rows are
+    alive; while targets stream
     through a fold, the Gram, one float32 basis, the fold's held-out voxels and one chunk."""
     from nipype_brainrecon.ridge import DEFAULT_BUDGET
 
     budget = min(DEFAULT_BUDGET, 4 * n * (p + t) // 4)
-    decomposing = 8 * p * p * 4
+    decomposing = 8 * p * p * 4 + 4 * (n // k + 1) * p  # the fold's standardised rows too
     streaming = 8 * p * p + 4 * p * p + 4 * (n // k + 1) * p + budget
     return float(4 * p * t + max(decomposing, streaming))
 

@@ -979,10 +979,16 @@ class _Source:
         # float32 voxels at float32 precision are standardised in float32: the mean in two
         # parts, so that (x - mean_hi) - mean_lo keeps the centred value to a unit roundoff
         # however large the mean; a fifth of the time of the float64 route.
-        self.in_float32 = self.X.dtype == np.float32 and self.ops.host_dtype == np.float32
-        self.mean_hi = self.mean.astype(np.float32)
-        self.mean_lo = (self.mean - self.mean_hi).astype(np.float32)
-        self.inv_scale = (1.0 / self.scale).astype(np.float32)
+        with np.errstate(over="ignore"):
+            self.mean_hi = self.mean.astype(np.float32)
+            self.mean_lo = (self.mean - self.mean_hi).astype(np.float32)
+            self.inv_scale = (1.0 / self.scale).astype(np.float32)
+        self.in_float32 = bool(
+            self.X.dtype == np.float32
+            and self.ops.host_dtype == np.float32
+            and np.all(np.isfinite(self.inv_scale))  # not for scales below float32's range
+            and np.all(np.isfinite(self.mean_lo))
+        )
 
     def blocks(self, span: slice, rows: int | None = None) -> Iterator[slice]:
         step = rows or self.rows
@@ -1135,7 +1141,8 @@ GRAM_CONSUMED = "consumed"
 def _series_inverse(
     ops: Any, g: Any, grid: np.ndarray, n_test: int, t: int
 ) -> tuple[Any, float, int] | str | None:
-    """The scaled inverse ``mu G^-1`` (compute dtype), ``mu`` and the number of Neumann terms
+    """The scaled inverse ``mu G^-1`` (float64: the caller rounds it to the compute dtype once
+    ``g`` is freed), ``mu`` and the number of Neumann terms
     when a fold can be scored without an eigendecomposition (see :data:`SERIES_FOLDS`).
 
     ``(G + alpha I)^-1 = sum_k (-alpha)^k G^-(k+1)``, truncated after ``K`` terms, has a relative
@@ -1183,7 +1190,7 @@ def _series_inverse(
     if ops.cholesky(g) is None:  # G - guess I is not positive definite
         return GRAM_CONSUMED
     inv *= mu
-    return ops.cast(inv, ops.dt), mu, terms
+    return inv, mu, terms
 
 
 def _shifted_cholesky(ops: Any, gram: Any, alpha: float) -> Any:
@@ -1365,8 +1372,10 @@ def _fit_primal(
         if series is not None:
             # Neumann series, no eigendecomposition: held-out operators X_f (mu G^-1)^k,
             # k = 1..K, by chained GEMMs; alpha j mixes them with (-alpha_j / mu)^(k-1) / mu.
-            del g
-            inv, mu, n_products = series
+            inverse64, mu, n_products = series
+            del g, series  # the proof's factor goes before the inverse is rounded (peak memory)
+            inv = ops.cast(inverse64, ops.dt)
+            del inverse64
             fold_floor = max(fold_floor, mu)
             products.append(n_products)
             held_out_operators.append(True)

@@ -640,3 +640,28 @@ def test_working_memory_below_inputs_and_flat_in_targets():
     )
     assert small < inputs
     assert large - small < 3000 * 400  # bytes per added target (the output adds 2400)
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e4])
+def test_float32_standardisation_is_exact_to_a_few_ulps_whatever_the_mean(offset):
+    """float32 voxels are standardised in float32 with the mean in two parts: the centred value
+    keeps its precision even when the mean dwarfs the spread (the float64 route as reference)."""
+    from nipype_brainrecon import ridge
+
+    rng = np.random.default_rng(3)
+    X = (offset + rng.standard_normal((300, 40)) * rng.uniform(0.1, 3.0, 40)).astype(np.float32)
+    mean, scale = ridge._voxel_statistics(X, 64)
+    mask = np.ones(40, bool)
+    ops = ridge._make_ops("numpy", None, np.dtype(np.float32))
+    src = ridge._Source(ops, X, np.zeros((300, 1), np.float32), mask, mean, scale, 64)
+    assert src.in_float32
+    fast = src.span_voxels(slice(0, 300))
+    exact = (X.astype(np.float64) - mean) / scale
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(fast - exact) / ulp) <= 4.0
+    # A float64 compute dtype takes the float64 route: exact to the rounding of division.
+    src64 = ridge._Source(
+        ridge._make_ops("numpy", None, np.dtype(np.float64)), X, X[:, :1], mask, mean, scale, 64
+    )
+    assert not src64.in_float32
+    np.testing.assert_allclose(src64.span_voxels(slice(0, 300)), exact, rtol=1e-15, atol=0)
