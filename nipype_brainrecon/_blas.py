@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 _INT_MAX = 2**31 - 1
+_SIGNATURE_START = b"void (char *, char *, int *, int *, int *, "
 #: False routes every product through the copying wrappers (for comparisons).
 ENABLED = True
 _REALS = {
@@ -39,10 +40,12 @@ def _gemm_pointer(dtype: np.dtype) -> Any:
         get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
         get_pointer.restype = ctypes.c_void_p
         get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        address = get_pointer(capsule, get_name(capsule))
+        signature = get_name(capsule)
+        address = get_pointer(capsule, signature)
     except Exception:  # noqa: BLE001 - any failure means: use the copying wrappers
         return None
-    if not address:
+    # The prototype below assumes 32-bit BLAS integers: anything else keeps the wrappers.
+    if not address or not signature.startswith(_SIGNATURE_START):
         return None
     int_p = ctypes.POINTER(ctypes.c_int)
     real_p = ctypes.POINTER(real)
