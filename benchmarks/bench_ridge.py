@@ -87,8 +87,8 @@ def ours_flops(
     factorisation (p^3/3) per ``distinct`` chosen alpha and the triangular solves (2 p^2 per
     target) in float64, except for the alphas of ``inverse_targets`` (their targets each; the
     decoder's ``fit_info["inverse_refit_targets"]``): the inverse from the factor (2 p^3/3)
-    and a float32 product (2 p^2 per target); "eigh" one more decomposition and two float32 products per target. ``held`` is
-    the fraction of folds scored through held-out operators (``products`` operators of
+    and a float32 product (2 p^2 per target); "eigh" one more decomposition and two float32
+    products per target. ``held`` is the fraction of folds scored through held-out operators (``products`` operators of
     ``n_test x p`` per fold, built once; no ``p x p`` product per target). ``series`` is the
     fraction of those folds taking the Neumann series instead of an eigendecomposition: two
     float64 Cholesky factorisations (the fold Gram and the proof of its eigenvalue floor,
@@ -160,8 +160,8 @@ def ours_extra_bytes(n: int, p: int, t: int, k: int = N_FOLDS) -> float:
     budget), output coefficients included. Folds run one at a time and no standardised copy of
     the voxels is kept: the full float64 Gram stays resident; while a fold's Gram is decomposed
     it, the fold's Gram, the syevd workspace (2 p^2 float64) and the fold's held-out rows are
-    alive; while targets stream
-    through a fold, the Gram, one float32 basis, the fold's held-out voxels and one chunk."""
+    alive; while targets stream through a fold, the Gram, one float32 basis, the fold's
+    held-out voxels and one chunk."""
     from nipype_brainrecon.ridge import DEFAULT_BUDGET
 
     budget = min(DEFAULT_BUDGET, 4 * n * (p + t) // 4)

@@ -1142,8 +1142,8 @@ def _series_inverse(
     ops: Any, g: Any, grid: np.ndarray, n_test: int, t: int
 ) -> tuple[Any, float, int] | str | None:
     """The scaled inverse ``mu G^-1`` (float64: the caller rounds it to the compute dtype once
-    ``g`` is freed), ``mu`` and the number of Neumann terms
-    when a fold can be scored without an eigendecomposition (see :data:`SERIES_FOLDS`).
+    ``g`` is freed), ``mu`` and the number of Neumann terms when a fold can be scored without
+    an eigendecomposition (see :data:`SERIES_FOLDS`).
 
     ``(G + alpha I)^-1 = sum_k (-alpha)^k G^-(k+1)``, truncated after ``K`` terms, has a relative
     error of at most ``(alpha / lambda_min)^K`` in every eigen-direction. When ``K`` terms reach
@@ -1153,9 +1153,10 @@ def _series_inverse(
     inverse (float64, ~p^3 flops against ~30 p^3 of GEMM time for an eigendecomposition). The
     floor ``mu <= lambda_min`` is half a power-iteration estimate, proven by factorising
     ``G - mu I``. ``g`` (float64, lower triangle) is left intact when the result is None, and
-    consumed otherwise (:data:`GRAM_CONSUMED`: no series after all). None when the series needs more terms than allowed, costs more than the
-    eigen-basis (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or
-    ``G`` is not clearly positive definite.
+    consumed otherwise (:data:`GRAM_CONSUMED`: no series after all). None when the series
+    needs more terms than allowed, costs more than the eigen-basis
+    (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or ``G`` is
+    not clearly positive definite.
     """
     p = g.shape[0]
     if SERIES_FOLDS is False or not _series_fits(1, n_test, p):
