@@ -55,6 +55,11 @@ def _gemm_pointer(dtype: np.dtype) -> Any:
     return prototype(address), real
 
 
+def available(dtype: np.dtype) -> bool:
+    """Whether :func:`gemm` can run products of this dtype (scipy's BLAS was reached)."""
+    return np.dtype(dtype) in _REALS and _gemm_pointer(np.dtype(dtype)) is not None
+
+
 def _column_major(x: np.ndarray) -> tuple[bool, int] | None:
     """How BLAS sees ``x`` (2-D): ``(transposed, leading dimension)``, where ``transposed``
     means the column-major matrix at ``x``'s address is ``x.T``; None if it has no unit stride."""
