@@ -477,14 +477,15 @@ class _NumpyOps:
             inv[s:e, e:] = inv[e:, s:e].T
         return inv.T if inv.flags.f_contiguous else inv  # symmetric: C order, the same matrix
 
-    def gram_update(self, gram: np.ndarray | None, xb: np.ndarray) -> np.ndarray:
-        """``gram + xb^T xb`` in place, lower triangle only (BLAS syrk: half a GEMM's work)."""
+    def gram_update(self, gram: np.ndarray | None, xb: np.ndarray, sign: float = 1.0) -> np.ndarray:
+        """``gram + sign xb^T xb`` in place, lower triangle only (BLAS syrk: half a GEMM's
+        work)."""
         from scipy.linalg.blas import get_blas_funcs
 
         if gram is None:
             gram = np.zeros((xb.shape[1], xb.shape[1]), dtype=xb.dtype, order="F")
         syrk = get_blas_funcs("syrk", (xb,))
-        out = syrk(1.0, xb.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+        out = syrk(sign, xb.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
         if out is not gram:  # the wrapper could not work in place
             gram[...] = out
         return gram
@@ -614,10 +615,10 @@ class _TorchOps:
     def cho_inverse(self, factor: Any) -> Any:
         return self.torch.cholesky_inverse(factor)
 
-    def gram_update(self, gram: Any, xb: Any) -> Any:
+    def gram_update(self, gram: Any, xb: Any, sign: float = 1.0) -> Any:
         if gram is None:
-            return xb.T @ xb
-        gram.addmm_(xb.T, xb)
+            return sign * (xb.T @ xb)
+        gram.addmm_(xb.T, xb, alpha=sign)
         return gram
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
@@ -1051,9 +1052,10 @@ class _GramAccumulator:
     added to block by block from compute-dtype rows (their exact values, widened into one
     reused float64 buffer on the host)."""
 
-    def __init__(self, ops: Any, with_sums: bool) -> None:
+    def __init__(self, ops: Any, with_sums: bool, start: Any = None, sign: float = 1.0) -> None:
         self.ops = ops
-        self.gram: Any = None
+        self.gram: Any = start  # updated in place when given (None: from zero)
+        self.sign = sign  # -1: the rows' Gram is subtracted
         self.colsum: Any = None
         self.with_sums = with_sums
         self._wide: np.ndarray | None = None
@@ -1076,7 +1078,7 @@ class _GramAccumulator:
             self._update(ops.cast(xb, ops.f64))
 
     def _update(self, wide: Any) -> None:
-        self.gram = self.ops.gram_update(self.gram, wide)
+        self.gram = self.ops.gram_update(self.gram, wide, self.sign)
         if self.with_sums:
             sums = self.ops.sum64(wide, 0)
             self.colsum = sums if self.colsum is None else self.colsum + sums
@@ -1177,8 +1179,9 @@ def _series_inverse(
     :func:`_compress_weights` asks of low-rank weights), the fold's held-out operators are
     ``X_f G^-k`` (``X_f``: the centred held-out voxels), ``k = 1..K``, from one Cholesky
     inverse (float64, ~p^3 flops against ~30 p^3 of GEMM time for an eigendecomposition). The
-    floor ``mu <= lambda_min`` is half a power-iteration estimate, proven by factorising
-    ``G - mu I``. ``g`` (float64, lower triangle) is left intact when the result is None, and
+    floor ``mu <= lambda_min`` is half a power-iteration estimate (on the inverse), proven by
+    factorising ``G - mu I``; nothing is factorised when even the smallest diagonal entry of
+    ``G`` (an upper bound of ``lambda_min``) would need too many terms. ``g`` (float64, lower triangle) is left intact when the result is None, and
     consumed otherwise (:data:`GRAM_CONSUMED`: no series after all). None when the series
     needs more terms than allowed, costs more than the eigen-basis
     (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or ``G`` is
@@ -1187,30 +1190,38 @@ def _series_inverse(
     p = g.shape[0]
     if SERIES_FOLDS is False or not _series_fits(1, n_test, p):
         return None
+    tol = float(np.finfo(ops.host_dtype).eps) / 2
+    max_terms = 64 if SERIES_FOLDS else grid.size
+    # No eigenvalue exceeds the smallest diagonal entry: when even that floor would need too
+    # many terms (wide grids), nothing is factorised.
+    diagonal = ops.to_numpy(ops.copy(g.diagonal()))
+    ceiling = SERIES_FLOOR_FACTOR * float(diagonal.min())
+    best_case = _series_terms(float(grid.max()) / ceiling, tol) if ceiling > 0 else None
+    if best_case is None or best_case > max_terms or not _series_fits(best_case, n_test, p):
+        return None
     factor = ops.cholesky(ops.copy(g))
     if factor is None:
         return None
-    # Power iteration (Rayleigh quotients) on G^-1 through the factor: rq <= 1 / lambda_min.
+    inv = ops.cho_inverse(factor)  # G^-1 (float64), in place of the factor
+    del factor
+    # Power iteration (Rayleigh quotients) on G^-1: rq <= 1 / lambda_min. One pass over the
+    # inverse per iteration (two over the factor for triangular solves).
     v = ops.asarray(np.cos(np.arange(p) * 0.7)[:, None] + 1.5, ops.f64)
     v /= float(np.sqrt(ops.to_numpy(ops.sumsq_cols(v))[0]))
     for _ in range(POWER_ITERATIONS):
-        w = ops.cho_solve(factor, ops.copy(v))
+        w = ops.matmul(inv, v)
         rq = float(ops.to_numpy(ops.sum64(w * v, 0))[0])
         v = w / float(np.sqrt(ops.to_numpy(ops.sumsq_cols(w))[0]))
-    margin = float(g.diagonal().sum()) * p * np.finfo(np.float64).eps  # factorisations' rounding
+    margin = float(diagonal.sum()) * p * np.finfo(np.float64).eps  # factorisations' rounding
     guess = SERIES_FLOOR_FACTOR / rq  # the estimate was within 11% after 8 iterations
     mu = guess - margin
-    tol = float(np.finfo(ops.host_dtype).eps) / 2
     terms = _series_terms(float(grid.max()) / mu, tol) if mu > 8.0 * margin else None
-    max_terms = 64 if SERIES_FOLDS else grid.size
     if terms is None or terms > max_terms:
         return None
     if not _series_fits(terms, n_test, p):
         return None
     if not (SERIES_FOLDS or HELD_OUT_OPERATORS or _series_saves_time(terms, n_test, p, t)):
         return None
-    inv = ops.cho_inverse(factor)  # in place of the factor
-    del factor
     # The proof factorises G - guess I in place of G: one p x p float64 array less at the peak.
     # On failure (rare: the estimate was more than twice too large) the caller rebuilds G.
     ops.add_diagonal(g, -guess)
@@ -1401,11 +1412,10 @@ def _fit_primal(
             n_train: int = n_train, full: Any = gram, held_out_voxels: Any = fold_voxels
         ) -> tuple[Any, Any]:
             """The fold's training Gram (full minus held-out, centred) and training mean."""
-            # Large row blocks: syrk ran at 49 GFLOP/s on 700 rows and 118 on 2,800 (p = 3,000).
-            held_out = _GramAccumulator(ops, fit_intercept).add_rows(held_out_voxels, big_rows)
+            # The held-out rows' Gram subtracted from a copy of the full one, by syrk.
+            held_out = _GramAccumulator(ops, fit_intercept, start=ops.copy(full), sign=-1.0)
+            held_out.add_rows(held_out_voxels, big_rows)
             g, colsum_test = held_out.gram, held_out.colsum
-            g *= -1.0
-            g += full  # in place
             shift = None
             if fit_intercept:
                 shift = (colsum - colsum_test) / n_train
