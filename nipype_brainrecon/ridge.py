@@ -504,6 +504,7 @@ class _NumpyOps:
         target = out if out is not None else np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
         if _blas.gemm(a, b, target):
             return target
+        del target  # the wrappers below allocate their own
         # C = A B is computed as the Fortran product C^T = B^T A^T: a C-ordered array is its
         # transpose in Fortran order, so no operand or output is copied.
         bt, trans_b = _fortran_operand(b)
@@ -1468,6 +1469,9 @@ def _fit_primal(
             shift_dt = None
             test_op = ops.matmul(fold_voxels, basis)
             voxels_f = fold_voxels if held_out_operators[-1] else None  # kept for the operators
+            # Otherwise the held-out rows are done with (also the closure's reference to them).
+            del training_gram
+            fold_voxels = None
             shift_b = None
             if fit_intercept:
                 shift_b = ops.cast(ops.matmul(shift[None, :], basis64)[0], ops.dt)
