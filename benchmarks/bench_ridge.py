@@ -88,13 +88,13 @@ def ours_flops(
     target) in float64, except for the alphas of ``inverse_targets`` (their targets each; the
     decoder's ``fit_info["inverse_refit_targets"]``): the inverse from the factor (2 p^3/3)
     and a float32 product (2 p^2 per target); "eigh" one more decomposition and two float32
-    products per target. ``held`` is the fraction of folds scored through held-out operators (``products`` operators of
-    ``n_test x p`` per fold, built once; no ``p x p`` product per target). ``series`` is the
-    fraction of those folds taking the Neumann series instead of an eigendecomposition: two
-    float64 Cholesky factorisations (the fold Gram and the proof of its eigenvalue floor,
-    p^3/3 each), the inverse from the factor (2 p^3/3) and chained operators (``products``
-    GEMMs of ``n_test x p x p``, no eigen-basis product). Element-wise work (scaling,
-    residuals, squared norms) and the inverse iterations (p^2 each) are not counted.
+    products per target. ``held`` is the fraction of folds scored through held-out operators
+    (``products`` operators of ``n_test x p`` per fold, built once; no ``p x p`` product per
+    target). ``series`` is the fraction of those folds taking the Neumann series instead of an
+    eigendecomposition: two float64 Cholesky factorisations (the fold Gram and the proof of its
+    eigenvalue floor, p^3/3 each), the inverse from the factor (2 p^3/3) and chained operators
+    (``products`` GEMMs of ``n_test x p x p``, no eigen-basis product). Element-wise work
+    (scaling, residuals, squared norms) and the power iterations (2 p^2 each) are not counted.
     """
     products = a if products is None else products
     gram64 = n * p * p * 2  # full Gram + the held-out folds' Grams, float64 syrk
@@ -157,17 +157,20 @@ def himalaya_flops(n: int, p: int, t: int, a: int = 7, k: int = N_FOLDS) -> dict
 
 def ours_extra_bytes(n: int, p: int, t: int, k: int = N_FOLDS) -> float:
     """Peak working memory of fit_ridge_cv beyond its inputs (voxel form, float32, default
-    budget), output coefficients included. Folds run one at a time and no standardised copy of
-    the voxels is kept: the full float64 Gram stays resident; while a fold's Gram is decomposed
-    it, the fold's Gram, the syevd workspace (2 p^2 float64) and the fold's held-out rows are
-    alive; while targets stream through a fold, the Gram, one float32 basis, the fold's
-    held-out voxels and one chunk."""
-    from nipype_brainrecon.ridge import DEFAULT_BUDGET
+    budget), output coefficients included. Folds run one at a time: the full float64 Gram
+    stays resident; the first pass may hold all standardised voxels (when they take at most the
+    budget and 16 p^2 bytes) and a widening buffer; while a fold's Gram is decomposed it, the
+    fold's Gram, the syevd workspace (2 p^2 float64) and the fold's held-out rows are alive;
+    while targets stream through a fold, the Gram, one float32 basis, the fold's held-out voxels
+    and one chunk."""
+    from nipype_brainrecon.ridge import DEFAULT_BUDGET, WIDEN_BYTES
 
     budget = min(DEFAULT_BUDGET, 4 * n * (p + t) // 4)
+    voxels = 4 * n * p if 4 * n * p <= budget + 16 * p * p else 0
+    first_pass = 8 * p * p + voxels + WIDEN_BYTES
     decomposing = 8 * p * p * 4 + 4 * (n // k + 1) * p  # the fold's standardised rows too
     streaming = 8 * p * p + 4 * p * p + 4 * (n // k + 1) * p + budget
-    return float(4 * p * t + max(decomposing, streaming))
+    return float(4 * p * t + max(first_pass, decomposing, streaming))
 
 
 # --------------------------------------------------------------------------------------------

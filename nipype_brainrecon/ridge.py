@@ -985,7 +985,7 @@ def _report_alphas(decoder: RidgeDecoder) -> None:
 @dataclass
 class _Source:
     """The raw inputs and what is needed to standardise any block of rows on the fly (no
-    standardised copy of ``X`` is kept)."""
+    standardised copy of ``X`` outlives the first pass)."""
 
     ops: Any
     X: np.ndarray
@@ -1182,8 +1182,9 @@ def _series_inverse(
     inverse (float64, ~p^3 flops against ~30 p^3 of GEMM time for an eigendecomposition). The
     floor ``mu <= lambda_min`` is half a power-iteration estimate (on the inverse), proven by
     factorising ``G - mu I``; nothing is factorised when even the smallest diagonal entry of
-    ``G`` (an upper bound of ``lambda_min``) would need too many terms. ``g`` (float64, lower triangle) is left intact when the result is None, and
-    consumed otherwise (:data:`GRAM_CONSUMED`: no series after all). None when the series
+    ``G`` (an upper bound of ``lambda_min``) would need too many terms. ``g`` (float64, lower
+    triangle) is left intact when the result is None, and consumed otherwise
+    (:data:`GRAM_CONSUMED`: no series after all). None when the series
     needs more terms than allowed, costs more than the eigen-basis
     (:func:`_series_saves_time`), its operators do not fit (:func:`_series_fits`), or ``G`` is
     not clearly positive definite.

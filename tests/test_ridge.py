@@ -615,9 +615,10 @@ def test_bad_inputs():
 
 
 def test_working_memory_below_inputs_and_flat_in_targets():
-    """Folds run one at a time and no standardised copy of X is kept: beyond the output
-    coefficients, the fit's peak allocations stay below the inputs and grow with the number of
-    targets only by the per-target scores (K x alphas values), not by any p- or n-sized array."""
+    """Folds run one at a time and no standardised copy of X outlives the first pass: beyond
+    the output coefficients, the fit's peak allocations stay below the inputs and grow with the
+    number of targets only by the per-target scores (K x alphas values), not by any p- or
+    n-sized array."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
