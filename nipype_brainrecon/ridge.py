@@ -1367,7 +1367,7 @@ def _fit_primal(
         acc = _GramAccumulator(ops, fit_intercept)
         if n * p * isz <= budget + 16 * p * p:
             # All standardised voxels at once, so that Xs^T Y is one product over every sample
-            # per column chunk (1.3-1.4x the rate of row blocks added into the strided output).
+            # per column chunk (1.2x the rate of row blocks added into the strided output).
             # Freed before the folds, whose float64 Gram and inverse (16 p^2 bytes) and chunk
             # budget are the fit's peak, so this does not raise it.
             xs = np.empty((n, p), dtype=dt)
