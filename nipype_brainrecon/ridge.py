@@ -1289,7 +1289,15 @@ def _chunk_of(budget: int, per_target: int, t: int, chunk_size: int | None) -> i
     if chunk_size:
         return int(chunk_size)
     widest = max(1, min(t, budget // max(1, per_target)))
-    return -(-t // -(-t // widest))  # equal chunks (no narrow last one), none wider
+    n_chunks = -(-t // widest)
+    return -(-t // n_chunks)  # equal chunks (no narrow last one), none wider than the budget
+
+
+def _keeps_standardised_voxels(n: int, p: int, itemsize: int, budget: int) -> bool:
+    """Whether the voxel form's first pass holds all ``n x p`` standardised voxels: when they
+    take at most the chunk budget plus the folds' two float64 ``p x p`` arrays (``16 p^2``
+    bytes), which with the full Gram make the folds' peak, so holding them does not raise it."""
+    return n * p * itemsize <= budget + 16 * p * p
 
 
 def _fit_primal(
@@ -1365,11 +1373,10 @@ def _fit_primal(
             check_finite(cols)
         y_total = y_sums.sum(0)
         acc = _GramAccumulator(ops, fit_intercept)
-        if n * p * isz <= budget + 16 * p * p:
+        if _keeps_standardised_voxels(n, p, isz, budget):
             # All standardised voxels at once, so that Xs^T Y is one product over every sample
             # per column chunk (1.2x the rate of row blocks added into the strided output).
-            # Freed before the folds, whose float64 Gram and inverse (16 p^2 bytes) and chunk
-            # budget are the fit's peak, so this does not raise it.
+            # Freed before the folds.
             xs = np.empty((n, p), dtype=dt)
             for rows in src.blocks(slice(0, n), big_rows):
                 acc.add(src.standardise(rows, xs[rows]))
@@ -1797,7 +1804,7 @@ def _fold_scores(
         parts = scratch.take("parts", (rank + 1, n_test, tc), target.dtype)
     else:
         parts = ops.empty((rank + 1, n_test, tc))
-    if held is not None and held.shape[0] == rank:
+    if held is not None:  # one operator per part
         # One product for all operators (their rows stacked): ~5% faster than one each.
         stacked = parts[:rank].reshape(rank * n_test, tc)
         ops.matmul(held.reshape(rank * n_test, held.shape[-1]), coefs, out=stacked)
