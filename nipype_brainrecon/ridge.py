@@ -704,10 +704,11 @@ def _voxel_statistics(X: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.nd
     shift = X[0].astype(np.float64)
     s1 = np.zeros(X.shape[1])
     s2 = np.zeros(X.shape[1])
+    buffer = np.empty((min(n, block_rows), X.shape[1]))  # one buffer: fresh pages cost time
     with np.errstate(invalid="ignore", over="ignore"):
         for start in range(0, n, block_rows):
-            d = X[start : start + block_rows].astype(np.float64)
-            d -= shift
+            block = X[start : start + block_rows]
+            d = np.subtract(block, shift, out=buffer[: block.shape[0]], dtype=np.float64)
             s1 += d.sum(0)
             s2 += np.einsum("ij,ij->j", d, d)
         mean = s1 / n
@@ -1036,10 +1037,11 @@ class _Source:
         host = np.empty((rows.stop - rows.start, self.mean.size), dtype=self.ops.host_dtype)
         return self.ops.asarray(self.standardise(rows, host))
 
-    def span_voxels(self, span: slice) -> Any:
+    def span_voxels(self, span: slice, transposed: bool = False) -> Any:
         """Standardised used voxels of the rows of ``span`` as one array (block by block, so the
-        float64 route's temporaries stay small)."""
-        host = np.empty((span.stop - span.start, self.mean.size), dtype=self.ops.host_dtype)
+        float64 route's temporaries stay small); ``transposed``: stored voxel by voxel."""
+        order = "F" if transposed else "C"
+        host = np.empty((span.stop - span.start, self.mean.size), self.ops.host_dtype, order=order)
         for rows in self.blocks(span):
             self.standardise(rows, host[rows.start - span.start : rows.stop - span.start])
         return self.ops.asarray(host)
@@ -1326,7 +1328,7 @@ def _fit_primal(
 
     # Pass 1: target sums (checked finite), then the Gram, column sums and Xs^T Y (kept in the
     # output array until the refit).
-    coef = np.zeros((p, t), dtype=dt)
+    coef = np.zeros((p, t), dtype=dt, order="F")
     big_rows = src.rows * BIG_BLOCK_FACTOR
     xty_chunk = _chunk_of(budget, isz * (2 * p + big_rows), t, None)
     y_sums = np.empty((len(folds), t))
@@ -1415,7 +1417,7 @@ def _fit_primal(
         n_train = n - n_test
 
         # The held-out voxels, standardised once: for the fold's Gram and its predictions.
-        fold_voxels = src.span_voxels(f)
+        fold_voxels = src.span_voxels(f, transposed=ops.name == "numpy")
 
         def training_gram(
             n_train: int = n_train, full: Any = gram, held_out_voxels: Any = fold_voxels
@@ -1533,7 +1535,7 @@ def _fit_primal(
                 ops.gemm(fold.test_op.T, y, coefs, alpha=-1.0, beta=1.0)
             else:  # the same in voxel space, with the centred held-out voxels
                 if scratch is not None:
-                    coefs = scratch.take("coefs", (p, cols.stop - cols.start), dt)
+                    coefs = scratch.take("coefs", (cols.stop - cols.start, p), dt).T
                     np.copyto(coefs, coef[:, cols])
                 else:
                     coefs = ops.fresh(coef[:, cols])
