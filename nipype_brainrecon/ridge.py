@@ -1599,7 +1599,10 @@ def _fit_primal(
                     inverse = ops.cast(ops.cho_inverse(factor), ops.dt)
                     del factor
                     for cols in _index_chunks(cols_a, gemm_chunk):
-                        store(cols, ops.matmul(inverse, rhs_of(cols, ops.dt)))
+                        width = cols.stop - cols.start if isinstance(cols, slice) else cols.size
+                        # In the output's column order: the copy into it is contiguous.
+                        w = np.empty((width, p), dtype=dt).T
+                        store(cols, ops.matmul(inverse, rhs_of(cols, ops.dt), out=w))
                     del inverse
                 else:
                     for cols in _index_chunks(cols_a, solve_chunk):
