@@ -7,7 +7,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import OutputError
@@ -62,12 +62,33 @@ def _current_umask() -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+
+    def fill(fd: int, tmp: Path) -> None:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+    return _atomic_file(path, fill)
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Have ``write`` fill a temporary file next to ``path``, then rename it to ``path``
+    atomically (for writers that take a file name, such as safetensors' ``save_file``)."""
+
+    def fill(fd: int, tmp: Path) -> None:
+        os.close(fd)
+        write(tmp)
+
+    return _atomic_file(path, fill)
+
+
+def _atomic_file(path: str | os.PathLike, fill: Callable[[int, Path], None]) -> Path:
+    """A temporary file next to ``path`` (descriptor and name) filled by ``fill``, renamed to
+    ``path``; removed on any failure (an OSError becomes an OutputError naming ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        fill(fd, Path(tmp))
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)

@@ -34,6 +34,7 @@ import functools
 import json
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,8 +46,8 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _blas
 from ._version import __version__
-from .errors import DataError, MissingInputError, OutputError, UsageError
-from .io import atomic_write_bytes, atomic_write_text
+from .errors import DataError, MissingInputError, UsageError
+from .io import atomic_write_text, atomic_write_with
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -1920,6 +1921,22 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
 
 
+def _save_tensors(tensors: dict[str, np.ndarray], path: Path) -> None:
+    """safetensors' ``save_file``, which writes from the arrays' own memory (no serialised
+    copy); its I/O failures come back as the OSError they were (e.g. a full disk)."""
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
+
+    try:
+        save_file(tensors, path, metadata={_FORMAT_KEY: str(DECODER_FORMAT_VERSION)})
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        number = int(code.group(1)) if code else 0
+        raise OSError(number, os.strerror(number) if code else str(exc)) from exc
+
+
 def save_decoder(
     decoder: RidgeDecoder, path_stem: str | Path, metadata: Mapping[str, Any] | None = None
 ) -> tuple[Path, Path]:
@@ -1940,14 +1957,14 @@ def save_decoder(
     tuple of pathlib.Path
         The safetensors and JSON paths. Both are written atomically.
     """
-    from safetensors.numpy import save
-
     tensors_path, sidecar_path = _paths(path_stem)
     meta = {**decoder.metadata, **(metadata or {})}
     try:
         meta_text = json.dumps(meta, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"metadata for {sidecar_path}: not JSON-serialisable ({exc})") from exc
+    # Written from the arrays' memory; the fitted coefficients are in column order, so they
+    # are copied once into row order.
     tensors = {name: np.ascontiguousarray(getattr(decoder, name)) for name in _TENSORS}
     counts = decoder.alpha_counts()
     sidecar = {
@@ -1967,12 +1984,14 @@ def save_decoder(
         "AlphaCounts": {f"{k:g}": v for k, v in counts.items()},
         "Metadata": json.loads(meta_text),
     }
+    # Each file is written whole or not at all (an OutputError naming it, with the fix); a
+    # sidecar that cannot be written takes its tensors with it.
+    atomic_write_with(tensors_path, lambda tmp: _save_tensors(tensors, tmp))
     try:
-        blob = save(tensors, metadata={_FORMAT_KEY: str(DECODER_FORMAT_VERSION)})
-        atomic_write_bytes(tensors_path, blob)
         atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
-    except OSError as exc:
-        raise OutputError(f"{tensors_path}: cannot write the decoder ({exc.strerror})") from exc
+    except BaseException:
+        tensors_path.unlink(missing_ok=True)
+        raise
     return tensors_path, sidecar_path
 
 

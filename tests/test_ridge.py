@@ -534,6 +534,43 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary leftovers
 
 
+def test_save_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
+    """The tensors are written by safetensors (from the arrays' memory): its I/O error becomes
+    an OutputError naming the file, with the fix, and no file or temporary is left."""
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    from nipype_brainrecon.errors import OutputError
+
+    X, Y, _, _ = make_data(60, 10, 5, dtype=np.float32)
+    dec = fit_ridge_cv(X, Y)
+    assert dec.coef.flags.f_contiguous  # column order: saved through a row-order copy
+    written = []
+
+    def full_disk(tensors, filename, metadata=None):
+        written.append(filename)
+        with open(filename, "wb") as handle:
+            handle.write(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left (os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    with pytest.raises(OutputError, match="dec.safetensors: cannot write.*free disk space"):
+        save_decoder(dec, tmp_path / "dec")
+    assert written and not list(tmp_path.iterdir())
+    monkeypatch.undo()
+
+    # The tensors are written, the sidecar is not: the tensors go too.
+    import nipype_brainrecon.ridge as ridge
+
+    def no_sidecar(path, text):
+        raise OutputError(f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(ridge, "atomic_write_text", no_sidecar)
+    with pytest.raises(OutputError, match="dec.json: cannot write"):
+        save_decoder(dec, tmp_path / "dec")
+    assert not list(tmp_path.iterdir())
+
+
 def test_load_rejects_bad_files(tmp_path):
     from safetensors.numpy import load_file, save_file
 
