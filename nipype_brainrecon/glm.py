@@ -21,18 +21,20 @@ Precomputed single-trial betas (e.g. NSD's GLMsingle betas) enter through
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from .errors import DataError, MissingInputError, OutputError, UsageError
-from .io import atomic_write_bytes, atomic_write_text
+from .io import atomic_write_text, atomic_write_with
 
 __all__ = [
     "CONFOUND_PRESETS",
@@ -993,6 +995,43 @@ def combine_runs(
     return _betas_image(data, ref), table
 
 
+class _GzipStream(io.RawIOBase):
+    """A write-only gzip stream with the bytes of ``gzip.compress(data, 6, mtime=0)`` (zlib's
+    gzip wrapper: no name, time 0), so reruns give identical files; seeks only forward (zeros),
+    as nibabel asks to reach the data offset."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import zlib
+
+        super().__init__()
+        self._raw = raw
+        self._zip = zlib.compressobj(6, zlib.DEFLATED, 31)
+        self._position = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._raw.write(self._zip.compress(view))
+        self._position += view.nbytes
+        return view.nbytes
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset < self._position:
+            raise OSError("a gzip stream being written cannot seek backwards")
+        if offset > self._position:
+            self.write(bytes(offset - self._position))
+        return self._position
+
+    def finish(self) -> None:
+        """Write the end of the compressed stream (the raw file stays open)."""
+        self._raw.write(self._zip.flush())
+
+
 def save_betas(
     betas_img: nib.spatialimages.SpatialImage,
     trials_df: pd.DataFrame,
@@ -1007,13 +1046,19 @@ def save_betas(
     n = betas_img.shape[3] if len(betas_img.shape) == 4 else 1
     if n != len(trials_df):
         raise DataError(f"{betas_path}: {n} volumes but {len(trials_df)} rows in the trials table")
-    try:
-        blob = betas_img.to_bytes()
-        if betas_path.name.endswith(".gz"):
-            import gzip
 
-            blob = gzip.compress(blob, compresslevel=6, mtime=0)
-        atomic_write_bytes(betas_path, blob)
+    def write(tmp: Path) -> None:
+        # Streamed volume by volume (nibabel writes by slices): no in-memory copy of the file.
+        with open(tmp, "wb") as raw:
+            if betas_path.name.endswith(".gz"):
+                packed = _GzipStream(raw)
+                betas_img.to_stream(packed)
+                packed.finish()
+            else:
+                betas_img.to_stream(raw)
+
+    try:
+        atomic_write_with(betas_path, write)
         try:
             atomic_write_text(trials_path, trials_df.to_csv(sep="\t", index=False, na_rep="n/a"))
         except BaseException:

@@ -494,6 +494,12 @@ def test_combine_save_and_load_precomputed(tmp_path):
     )
     loaded, table = load_precomputed_betas(img_path, tsv_path)
     np.testing.assert_array_equal(np.asarray(loaded.dataobj), np.asarray(betas.dataobj))
+    # Streamed to disk, byte for byte the in-memory file (reproducible: no name or time).
+    import gzip
+
+    assert img_path.read_bytes() == gzip.compress(betas.to_bytes(), compresslevel=6, mtime=0)
+    plain, _ = save_betas(betas, trials, tmp_path / "plain_bold.nii", tmp_path / "plain.tsv")
+    assert plain.read_bytes() == betas.to_bytes()
     assert table["stim_id"].tolist() == trials["stim_id"].tolist()
     # A table with one row too few is refused, naming it.
     trials.iloc[:-1].to_csv(tmp_path / "short.tsv", sep="\t", index=False)
