@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, MissingInputError, OutputError, UsageError
-from .io import atomic_write_text, atomic_write_with
+from .io import atomic_write_text, atomic_write_with, removed_on_failure
 
 __all__ = [
     "CONFOUND_PRESETS",
@@ -1059,11 +1059,8 @@ def save_betas(
 
     try:
         atomic_write_with(betas_path, write)
-        try:
+        with removed_on_failure(betas_path):
             atomic_write_text(trials_path, trials_df.to_csv(sep="\t", index=False, na_rep="n/a"))
-        except BaseException:
-            betas_path.unlink(missing_ok=True)
-            raise
     except OSError as exc:
         raise OutputError(f"{exc.filename or betas_path}: cannot write betas ({exc})") from exc
     return betas_path, trials_path

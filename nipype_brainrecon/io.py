@@ -101,6 +101,17 @@ def _atomic_file(path: str | os.PathLike, fill: Callable[[int, Path], None]) -> 
     return path
 
 
+@contextlib.contextmanager
+def removed_on_failure(path: str | os.PathLike) -> Iterator[None]:
+    """Remove ``path`` (an output just written) if the block fails, so that outputs which
+    belong together (an image and its table, tensors and their sidecar) appear together."""
+    try:
+        yield
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 

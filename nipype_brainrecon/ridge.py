@@ -47,7 +47,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import _blas
 from ._version import __version__
 from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_write_text, atomic_write_with
+from .io import atomic_write_text, atomic_write_with, removed_on_failure
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -1600,10 +1600,11 @@ def _fit_primal(
                     inverse = ops.cast(ops.cho_inverse(factor), ops.dt)
                     del factor
                     for cols in _index_chunks(cols_a, gemm_chunk):
-                        width = cols.stop - cols.start if isinstance(cols, slice) else cols.size
+                        rhs = rhs_of(cols, ops.dt)
                         # In the output's column order: the copy into it is contiguous.
-                        w = np.empty((width, p), dtype=dt).T
-                        store(cols, ops.matmul(inverse, rhs_of(cols, ops.dt), out=w))
+                        w = np.empty((rhs.shape[1], p), dtype=dt).T
+                        store(cols, ops.matmul(inverse, rhs, out=w))
+                        del rhs, w
                     del inverse
                 else:
                     for cols in _index_chunks(cols_a, solve_chunk):
@@ -1987,11 +1988,8 @@ def save_decoder(
     # Each file is written whole or not at all (an OutputError naming it, with the fix); a
     # sidecar that cannot be written takes its tensors with it.
     atomic_write_with(tensors_path, lambda tmp: _save_tensors(tensors, tmp))
-    try:
+    with removed_on_failure(tensors_path):
         atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
-    except BaseException:
-        tensors_path.unlink(missing_ok=True)
-        raise
     return tensors_path, sidecar_path
 
 
