@@ -1061,6 +1061,8 @@ def save_betas(
         atomic_write_with(betas_path, write)
         with removed_on_failure(betas_path):
             atomic_write_text(trials_path, trials_df.to_csv(sep="\t", index=False, na_rep="n/a"))
+    except OutputError:
+        raise  # already names the file and the fix
     except OSError as exc:
         raise OutputError(f"{exc.filename or betas_path}: cannot write betas ({exc})") from exc
     return betas_path, trials_path

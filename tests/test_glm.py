@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import nibabel as nib
@@ -11,7 +12,7 @@ import pytest
 from nilearn.glm.first_level import FirstLevelModel, compute_regressor
 
 from nipype_brainrecon import glm
-from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
+from nipype_brainrecon.errors import DataError, MissingInputError, OutputError, UsageError
 from nipype_brainrecon.glm import (
     CONFOUND_PRESETS,
     combine_runs,
@@ -540,3 +541,39 @@ def test_haxby_run_matches_nilearn_on_real_noise(haxby_dir):
         print(f"Haxby LSS {noise_model}: max rel diff {_max_rel(ours, ref):.1e}, r {r:.8f}")
         assert r >= 0.999 and _max_rel(ours, ref) < 1e-3
     assert trials["stim_id"].tolist() == events["trial_type"].tolist()
+
+
+def test_save_betas_table_on_a_full_disk(tmp_path, monkeypatch):
+    """The table cannot be written: one message naming the table and the fix, no betas left."""
+    import errno
+
+    import nipype_brainrecon.io as nbio
+
+    betas, trials = combine_runs([estimate_single_trial_betas(**_args(_run(seed=12)), run=1)])
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd: int) -> None:
+            self.handle = real_fdopen(fd, "wb")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.handle.close()
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd, *args, **kwargs):
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".trials.tsv."):
+            return FullDisk(fd)
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(nbio.os, "fdopen", fdopen)
+    with pytest.raises(OutputError) as caught:
+        save_betas(betas, trials, tmp_path / "betas.nii.gz", tmp_path / "trials.tsv")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'trials.tsv'}: cannot write (No space left on device)")
+    assert "free disk space" in message and "cannot write betas" not in message
+    assert sorted(x.name for x in tmp_path.iterdir()) == []
