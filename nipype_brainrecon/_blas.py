@@ -55,11 +55,6 @@ def _gemm_pointer(dtype: np.dtype) -> Any:
     return prototype(address), real
 
 
-def available(dtype: np.dtype) -> bool:
-    """Whether :func:`gemm` can run products of this dtype (scipy's BLAS was reached)."""
-    return np.dtype(dtype) in _REALS and _gemm_pointer(np.dtype(dtype)) is not None
-
-
 def _column_major(x: np.ndarray) -> tuple[bool, int] | None:
     """How BLAS sees ``x`` (2-D): ``(transposed, leading dimension)``, where ``transposed``
     means the column-major matrix at ``x``'s address is ``x.T``; None if it has no unit stride."""
@@ -76,33 +71,48 @@ def _column_major(x: np.ndarray) -> tuple[bool, int] | None:
     return None
 
 
+def _plan(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> tuple[Any, ...] | None:
+    """How BLAS takes ``out = a @ b``: the function, its real type and each operand's
+    ``(transposed, leading dimension)``; None when it cannot take these arrays directly."""
+    dt = out.dtype
+    if a.dtype != dt or b.dtype != dt or dt not in _REALS or not out.flags.writeable:
+        return None
+    if not (a.flags.aligned and b.flags.aligned and out.flags.aligned):
+        return None
+    if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
+        return None
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or out.shape != (m, n) or min(m, n, k) == 0:
+        return None
+    if max(m, n, k) > _INT_MAX or np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return None
+    views = [_column_major(x) for x in (a, b, out)]
+    if any(v is None for v in views) or any(v[1] > _INT_MAX for v in views):
+        return None
+    pointer = _gemm_pointer(dt)
+    if pointer is None:
+        return None
+    return (*pointer, *views)
+
+
+def accepts(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Whether :func:`gemm` computes ``out = a @ b`` in place (else the caller falls back)."""
+    return _plan(a, b, out) is not None
+
+
 def gemm(
     a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta: float = 0.0
 ) -> bool:
     """``out = alpha a @ b + beta out`` in place, for 2-D arrays of one float dtype with a unit
     stride along either axis (any leading dimension). Returns False, touching nothing, when
     BLAS cannot take these arrays directly."""
-    dt = out.dtype
-    if a.dtype != dt or b.dtype != dt or dt not in _REALS or not out.flags.writeable:
-        return False
-    if not (a.flags.aligned and b.flags.aligned and out.flags.aligned):
-        return False
-    if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
+    plan = _plan(a, b, out)
+    if plan is None:
         return False
     m, k = a.shape
     n = b.shape[1]
-    if b.shape[0] != k or out.shape != (m, n) or min(m, n, k) == 0:
-        return False
-    if max(m, n, k) > _INT_MAX or np.may_share_memory(out, a) or np.may_share_memory(out, b):
-        return False
-    views = [_column_major(x) for x in (a, b, out)]
-    if any(v is None for v in views) or any(v[1] > _INT_MAX for v in views):
-        return False
-    pointer = _gemm_pointer(dt)
-    if pointer is None:
-        return False
-    function, real = pointer
-    (a_t, lda), (b_t, ldb), (c_t, ldc) = views
+    function, real, (a_t, lda), (b_t, ldb), (c_t, ldc) = plan
     if c_t:
         # out is row-major: BLAS computes out^T (n x m) = b^T a^T. An operand stored row-major
         # is already its own transpose in column-major terms ('N'); a column-major one needs 'T'.

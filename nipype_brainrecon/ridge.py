@@ -1385,11 +1385,7 @@ def _fit_primal(
                 acc.add(src.standardise(rows, xs[rows]))
             # Written straight into the output: one product for all targets unless BLAS cannot
             # take them in place (the fallback's temporaries stay within the budget).
-            whole = (
-                Y.dtype == dt
-                and _blas.available(dt)
-                and (Y.flags.c_contiguous or Y.flags.f_contiguous)
-            )
+            whole = _blas.accepts(xs.T, Y, coef)
             for cols in _chunks(t, t if whole else xty_chunk):
                 ops.gemm(xs.T, src.targets(slice(0, n), cols), coef[:, cols])
             del xs

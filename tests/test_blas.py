@@ -50,3 +50,8 @@ def test_gemm_declines_what_blas_cannot_take():
     overlap = np.zeros((4, 8), np.float32)
     assert not _blas.gemm(overlap[:, :5], b, overlap[:, 5:])  # out overlaps an operand
     assert np.all(out == 0)
+    # accepts() answers the same without computing anything.
+    assert not _blas.accepts(a[:, ::2], b[::2], out)
+    assert not _blas.accepts(a.astype(np.float64), b, out)
+    assert _blas.accepts(a, b, out) and _blas.accepts(a.T.copy().T, b[:, :2], out[:, 1:])
+    assert np.all(out == 0)
