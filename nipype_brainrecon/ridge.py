@@ -1814,10 +1814,13 @@ def _fold_scores(
     else:
         for r in range(rank):
             product(r, parts[r])
-    ops.copyto(parts[rank], target)
     if ops.name == "numpy":
+        if _series_scores_by_rows(fold.mix, parts[:rank], target, out):
+            return
+        ops.copyto(parts[rank], target)
         _mixed_scores_by_rows(ops, fold.mix, parts, out)
         return
+    ops.copyto(parts[rank], target)
     flat = parts.reshape(rank + 1, n_test * tc)
     resid = ops.empty((1, n_test * tc))
     for k in range(fold.mix.shape[0]):
@@ -1845,6 +1848,52 @@ def _mixed_scores_by_rows(
         np.square(r, out=r)
         total += r.reshape(n_alphas, m, tc).sum(1)
     out[...] = total / -n_test
+
+
+def _series_scores_by_rows(
+    mix: np.ndarray,
+    parts: np.ndarray,
+    target: np.ndarray,
+    out: np.ndarray,
+    cache_bytes: int = 2**19,
+) -> bool:
+    """Negative MSE of every alpha of a Neumann-series fold (numpy) from column inner
+    products, without forming each alpha's residual; False (nothing done) for other mixes.
+
+    In a series fold every alpha weighs the first part equally and the target by -1, so its
+    residual is a shared base ``mix[0, 0] parts[0] - target`` (the residual as alpha -> 0)
+    plus a correction ``sum_j mix[k, j] parts[j]``, j >= 1, which is small (it shrinks like
+    ``(alpha / mu)^j``). Its squared norm is ``|base|^2 + 2 c.(P^T base) + c^T (P^T P) c``:
+    ``K (K + 1) / 2`` inner products per target instead of a residual per alpha, and the
+    differences between alphas come from the small terms at their own precision instead of
+    from residuals rounded to the compute dtype.
+    """
+    n_alphas, n_cols = mix.shape
+    n_parts = n_cols - 1
+    if n_parts < 1 or np.any(mix[:, -1] != -1) or np.any(mix[:, 0] != mix[0, 0]):
+        return False
+    pairs = [(i, j) for i in range(n_parts) for j in range(i, n_parts)]
+    if 2 * (len(pairs) + 1) > n_alphas * n_cols:  # measured: a pair costs ~2 residual rows
+        return False
+    _, n_test, tc = parts.shape
+    rows = max(1, min(n_test, cache_bytes // (parts.itemsize * (n_parts + 1) * tc)))
+    base = np.empty((rows, tc), dtype=parts.dtype)
+    sums = np.zeros((len(pairs), tc))
+    for start in range(0, n_test, rows):
+        m = min(rows, n_test - start)
+        b = base[:m]
+        np.multiply(parts[0, start : start + m], mix[0, 0], out=b)
+        b -= target[start : start + m]
+        terms = [b] + [parts[j, start : start + m] for j in range(1, n_parts)]
+        for q, (i, j) in enumerate(pairs):
+            sums[q] += np.einsum("mc,mc->c", terms[i], terms[j])
+    gram = np.empty((n_parts, n_parts, tc))
+    for q, (i, j) in enumerate(pairs):
+        gram[i, j] = gram[j, i] = sums[q]
+    weights = np.ones((n_alphas, n_parts))  # on [base, parts[1:]]
+    weights[:, 1:] = mix[:, 1:n_parts]
+    out[...] = np.einsum("ai,ijc,aj->ac", weights, gram, weights) / -n_test
+    return True
 
 
 def _cv_chunk_kernel(

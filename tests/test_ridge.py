@@ -339,6 +339,38 @@ def test_series_floor_that_fails_its_proof_falls_back_to_the_eigen_basis(backend
     np.testing.assert_array_equal(tried.coef, never.coef)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_series_scores_from_inner_products_equal_the_residuals(dtype):
+    """A series fold's scores from column inner products (base + small corrections) equal the
+    scores of each alpha's residual computed directly in float64; other mixes are declined."""
+    from nipype_brainrecon.ridge import _series_scores_by_rows
+
+    rng = np.random.default_rng(5)
+    n_test, tc, mu = 37, 11, 480.0
+    grid = 10.0 ** np.arange(-6, 1)
+    powers = (-grid[:, None] / mu) ** np.arange(3)[None, :] / mu
+    mix = np.concatenate([powers, -np.ones((grid.size, 1))], axis=1).astype(dtype)
+    Y = rng.standard_normal((n_test, 3 * tc)).astype(dtype)
+    target = Y[:, tc : 2 * tc]  # a strided chunk, as the fit passes it
+    parts = np.empty((3, n_test, tc), dtype)
+    parts[0] = mu * (0.4 * target + rng.standard_normal((n_test, tc)))  # mu X_f G^-1 b
+    parts[1] = 0.9 * mu * parts[0] + rng.standard_normal((n_test, tc))  # shrinking terms
+    parts[2] = 0.9 * mu * parts[1]
+    out = np.empty((grid.size, tc), dtype)
+    # Small row blocks: the sums run over several of them.
+    assert _series_scores_by_rows(mix, parts, target, out, cache_bytes=8 * 16 * tc)
+    resid = np.einsum("aj,jmc->amc", mix[:, :3].astype(np.float64), parts) - target
+    expected = -(resid**2).mean(1)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(out, expected, rtol=tol)
+    # A mix whose first column differs between alphas (low-rank eigen-basis factors): declined.
+    other = mix.copy()
+    other[1, 0] *= 2
+    untouched = out.copy()
+    assert not _series_scores_by_rows(other, parts, target, out)
+    np.testing.assert_array_equal(out, untouched)
+
+
 def test_series_terms_bound_the_truncation_error():
     from nipype_brainrecon.ridge import _series_terms
 
