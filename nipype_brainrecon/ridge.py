@@ -1185,10 +1185,10 @@ GRAM_CONSUMED = "consumed"
 
 def _series_inverse(
     ops: Any, g: Any, grid: np.ndarray, n_test: int, t: int
-) -> tuple[Any, float, float, int] | str | None:
-    """The scaled inverse ``s G^-1`` in the compute dtype (from a float64 inverse), the proven
-    floor ``mu``, the scale ``s`` (the power of two nearest ``mu``) and the number of Neumann
-    terms, when a fold can be scored without an eigendecomposition (see :data:`SERIES_FOLDS`).
+) -> tuple[Any, float, int] | str | None:
+    """The scaled inverse ``mu G^-1`` (float64: the caller rounds it to the compute dtype once
+    ``g`` is freed), ``mu`` and the number of Neumann terms when a fold can be scored without
+    an eigendecomposition (see :data:`SERIES_FOLDS`).
 
     ``(G + alpha I)^-1 = sum_k (-alpha)^k G^-(k+1)``, truncated after ``K`` terms, has a relative
     error of at most ``(alpha / lambda_min)^K`` in every eigen-direction. When ``K`` terms reach
@@ -1220,15 +1220,11 @@ def _series_inverse(
     factor = ops.cholesky(ops.copy(g))
     if factor is None:
         return None
-    inverse64 = ops.cho_inverse(factor)  # G^-1 (float64), in place of the factor
+    inv = ops.cho_inverse(factor)  # G^-1 (float64), in place of the factor
     del factor
-    # Rounded to the compute dtype at once (the operators need no more): the proof below then
-    # runs beside a float32 inverse instead of a float64 one, and the power iterations read it.
-    inv = ops.cast(inverse64, ops.dt)
-    del inverse64
-    # Power iteration (Rayleigh quotients) on G^-1: rq <= 1 / lambda_min up to the rounding
-    # (an estimate: the floor is proven below). One pass over the inverse per iteration.
-    v = ops.asarray(np.cos(np.arange(p) * 0.7)[:, None] + 1.5, ops.dt)
+    # Power iteration (Rayleigh quotients) on G^-1: rq <= 1 / lambda_min. One pass over the
+    # inverse per iteration (two over the factor for triangular solves).
+    v = ops.asarray(np.cos(np.arange(p) * 0.7)[:, None] + 1.5, ops.f64)
     v /= float(np.sqrt(ops.to_numpy(ops.sumsq_cols(v))[0]))
     for _ in range(POWER_ITERATIONS):
         w = ops.matmul(inv, v)
@@ -1249,11 +1245,8 @@ def _series_inverse(
     ops.add_diagonal(g, -guess)
     if ops.cholesky(g) is None:  # G - guess I is not positive definite
         return GRAM_CONSUMED
-    # Operators scaled by the power of two nearest the floor: exact in any dtype, so the
-    # rounded inverse is the same as rounding the scaled one.
-    scale = 2.0 ** round(np.log2(mu))
-    inv *= scale
-    return inv, mu, scale, terms
+    inv *= mu
+    return inv, mu, terms
 
 
 def _shifted_cholesky(ops: Any, gram: Any, alpha: float) -> Any:
@@ -1456,10 +1449,12 @@ def _fit_primal(
             g, shift = training_gram()
             series = None
         if series is not None:
-            # Neumann series, no eigendecomposition: held-out operators X_f (s G^-1)^k,
-            # k = 1..K, by chained GEMMs; alpha j mixes them with (-alpha_j / s)^(k-1) / s.
-            inv, mu, scale, n_products = series
-            del g, series
+            # Neumann series, no eigendecomposition: held-out operators X_f (mu G^-1)^k,
+            # k = 1..K, by chained GEMMs; alpha j mixes them with (-alpha_j / mu)^(k-1) / mu.
+            inverse64, mu, n_products = series
+            del g, series  # the proof's factor goes before the inverse is rounded (peak memory)
+            inv = ops.cast(inverse64, ops.dt)
+            del inverse64
             fold_floor = max(fold_floor, mu)
             products.append(n_products)
             held_out_operators.append(True)
@@ -1475,7 +1470,7 @@ def _fit_primal(
             for j in range(1, n_products):
                 ops.matmul(held[j - 1], inv, out=held[j])
             del inv
-            powers = (-grid[:, None] / scale) ** np.arange(n_products)[None, :] / scale
+            powers = (-grid[:, None] / mu) ** np.arange(n_products)[None, :] / mu
             factors = None
             mix = ops.asarray(np.concatenate([powers, -np.ones((grid.size, 1))], axis=1))
             fold = _Fold(None, None, None, f, n_train, None, None, mix)
