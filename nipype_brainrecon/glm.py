@@ -33,7 +33,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, MissingInputError, OutputError, UsageError
+from .errors import DataError, MissingInputError, UsageError
 from .io import atomic_write_text, atomic_write_with, removed_on_failure
 
 __all__ = [
@@ -1057,14 +1057,11 @@ def save_betas(
             else:
                 betas_img.to_stream(raw)
 
-    try:
-        atomic_write_with(betas_path, write)
-        with removed_on_failure(betas_path):
-            atomic_write_text(trials_path, trials_df.to_csv(sep="\t", index=False, na_rep="n/a"))
-    except OutputError:
-        raise  # already names the file and the fix
-    except OSError as exc:
-        raise OutputError(f"{exc.filename or betas_path}: cannot write betas ({exc})") from exc
+    # Each write raises an OutputError naming its file and the fix; a table that cannot be
+    # written takes the betas with it.
+    atomic_write_with(betas_path, write)
+    with removed_on_failure(betas_path):
+        atomic_write_text(trials_path, trials_df.to_csv(sep="\t", index=False, na_rep="n/a"))
     return betas_path, trials_path
 
 

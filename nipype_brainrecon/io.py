@@ -85,8 +85,11 @@ def _atomic_file(path: str | os.PathLike, fill: Callable[[int, Path], None]) -> 
     """A temporary file next to ``path`` (descriptor and name) filled by ``fill``, renamed to
     ``path``; removed on any failure (an OSError becomes an OutputError naming ``path``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:  # no folder, or none writable: the same error as a failed write
+        raise OutputError(f"{path}: cannot write ({_reason(exc)}); {_fix(exc)}") from exc
     try:
         fill(fd, Path(tmp))
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.

@@ -577,3 +577,17 @@ def test_save_betas_table_on_a_full_disk(tmp_path, monkeypatch):
     assert message.startswith(f"{tmp_path / 'trials.tsv'}: cannot write (No space left on device)")
     assert "free disk space" in message and "cannot write betas" not in message
     assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
+def test_save_betas_below_a_file(tmp_path):
+    """The output folder cannot be made (a file stands in its way): an OutputError naming the
+    betas file and the fix, the BIDS Apps exit code 73, and nothing written."""
+    betas, trials = combine_runs([estimate_single_trial_betas(**_args(_run(seed=13)), run=1)])
+    (tmp_path / "afile").write_text("")
+    betas_path = tmp_path / "afile" / "sub-01" / "betas.nii.gz"
+    with pytest.raises(OutputError) as caught:
+        save_betas(betas, trials, betas_path, tmp_path / "afile" / "sub-01" / "trials.tsv")
+    assert str(caught.value).startswith(f"{betas_path}: cannot write (Not a directory)")
+    assert "check the output folder" in str(caught.value)
+    assert caught.value.exit_code == 73
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["afile"]
