@@ -1,6 +1,6 @@
 """Benchmark: vectorised two-way identification against the paper's O(N²) loop.
 
-``nipype_brainrecon.metrics.two_way_identification`` (one matrix product for all pairs) is
+``nipype_brainrecon.evaluation.metrics.two_way_identification`` (one matrix product for all pairs) is
 timed against ``two_way_identification_loop`` (Takagi's rule as the reference code computes
 it: one ``np.corrcoef`` call per original, reconstruction and sample) on synthetic features
 with 5 samples per image and 2,048 dimensions (InceptionV3's pool), scaled so the accuracy is
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from nipype_brainrecon.evaluation.metrics import two_way_identification, two_way_identification_loop
 from nipype_brainrecon.io import atomic_write_text
-from nipype_brainrecon.metrics import two_way_identification, two_way_identification_loop
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_SAMPLES = 5

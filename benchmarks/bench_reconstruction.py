@@ -40,7 +40,7 @@ Z_RESOLUTION = 320
 
 def get_model(model: Path | None, scratch: Path) -> tuple[Path, str]:
     """The model folder and a description of it."""
-    from nipype_brainrecon.models import build_tiny_sd
+    from nipype_brainrecon.diffusion.models import build_tiny_sd
 
     if model is not None:
         return model, f"given model {model}"
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from nipype_brainrecon import diffusion
+    from nipype_brainrecon.diffusion.models import describe_model, load_pipeline
     from nipype_brainrecon.features import empty_prompt_embedding
-    from nipype_brainrecon.models import describe_model, load_pipeline
 
     torch.set_num_threads(args.threads)
     batch_sizes = [1, 8] if args.quick else [1, 4, 8, 16]

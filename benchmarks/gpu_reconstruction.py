@@ -82,7 +82,7 @@ def build_pipe(tiny: bool, device: str, dtype: Any, meta: bool = False) -> Any:
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-    from nipype_brainrecon.models import SD_V1_SCHEDULER
+    from nipype_brainrecon.diffusion.models import SD_V1_SCHEDULER
 
     torch.manual_seed(0)
     where = torch.device("meta" if meta else device)

@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_path(model: str) -> str:
     if model == "demo":
-        from nipype_brainrecon.models import demo_model_path
+        from nipype_brainrecon.diffusion.models import demo_model_path
 
         return str(demo_model_path())
     path = Path(model)
@@ -289,7 +289,7 @@ def _settings(args) -> dict:
     if resolution is None:
         resolution = 320
         if args.model == "demo":
-            from nipype_brainrecon.models import native_resolution
+            from nipype_brainrecon.diffusion.models import native_resolution
 
             resolution = native_resolution(model)
     from nipype_brainrecon.workflows.participant import DEFAULT_SETTINGS
@@ -331,7 +331,7 @@ def _collect_participants(args, labels, fmriprep, settings):
     participant (or when every one fails) the first error is raised as is.
     """
     from nipype_brainrecon.bids import collect_participant
-    from nipype_brainrecon.preflight import check_participant
+    from nipype_brainrecon.bids_app.preflight import check_participant
 
     participants, errors = [], {}
     for label in labels:
@@ -361,7 +361,7 @@ def _collect_participants(args, labels, fmriprep, settings):
 
 def _failure_report(output_dir: Path, label: str, started: float) -> None:
     """A report of a failed participant that links the crash files of this run."""
-    from nipype_brainrecon.report import write_participant_report
+    from nipype_brainrecon.reports import write_participant_report
 
     logs = output_dir / "logs"
     errors = []
@@ -479,7 +479,7 @@ def run_participant(args, command: str) -> int:
 
 def run_group(args) -> int:
     """Gather per-subject metrics into one table and a group report."""
-    from nipype_brainrecon.group import write_group_outputs
+    from nipype_brainrecon.reports.group import write_group_outputs
 
     out = write_group_outputs(args.output_dir, participants=args.participant_label)
     print(f"group table: {out['table']}; report: {out['report']}")

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from nipype_brainrecon.bids_app.cli import main as brainrecon
-    from nipype_brainrecon.simulate import simulate_dataset
+    from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
     started = time.time()
     bids = args.out / "bids"

@@ -14,7 +14,7 @@ from conftest import file_digests
 
 from nipype_brainrecon import __version__
 from nipype_brainrecon.bids_app.cli import build_parser, main
-from nipype_brainrecon.simulate import simulate_dataset
+from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from conftest import OUTPUT_SUFFIXES, file_digests
 
 from nipype_brainrecon.bids_app.cli import main
-from nipype_brainrecon.simulate import simulate_dataset
+from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
 pytestmark = pytest.mark.slow
 

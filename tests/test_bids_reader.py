@@ -548,7 +548,7 @@ SIM = {"n_subjects": 2, "n_runs": 2, "n_train": 8, "n_test": 2, "n_repeats": 2, 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    simulate = pytest.importorskip("nipype_brainrecon.simulate")
+    simulate = pytest.importorskip("nipype_brainrecon.synthetic.simulate")
     out = tmp_path_factory.mktemp("sim") / "ds"
     return simulate.simulate_dataset(out, image_size=32, n_captions=2, seed=3, **SIM)
 

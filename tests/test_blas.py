@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nipype_brainrecon import _blas
+from nipype_brainrecon.ridge import _blas
 
 
 def _layouts(rows, cols, dtype, rng):

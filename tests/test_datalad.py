@@ -94,7 +94,7 @@ def _second_task(raw: Path, prep: Path) -> None:
 @pytest.fixture(scope="module")
 def origin(git_env, tmp_path_factory):
     """Origin datasets ``raw`` and ``fmriprep`` with all content, every file annexed."""
-    from nipype_brainrecon.simulate import simulate_dataset
+    from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
     root = tmp_path_factory.mktemp("origin")
     sim = simulate_dataset(
@@ -480,7 +480,7 @@ def test_participant_run_recorded_and_rerun_byte_identical(origin, tmp_path, git
     """YODA: inputs cloned as subdatasets of the output; one ``datalad run`` per participant;
     ``datalad rerun`` replays it to the same bytes."""
     from nipype_brainrecon.bids_app.cli import build_parser
-    from nipype_brainrecon.models import build_tiny_sd
+    from nipype_brainrecon.diffusion.models import build_tiny_sd
 
     model = build_tiny_sd(tmp_path / "model", profile="demo")
     out = tmp_path / "out"

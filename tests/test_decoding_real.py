@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nipype_brainrecon.datasets import load_miyawaki
-from nipype_brainrecon.metrics import correlation_matrix
+from nipype_brainrecon.evaluation.metrics import correlation_matrix
 from nipype_brainrecon.ridge import fit_ridge_cv
 
 pytestmark = pytest.mark.realdata
@@ -72,7 +72,7 @@ def haxby_betas(haxby_dir, tmp_path_factory):
     from nipype_brainrecon.bids import collect_participant
     from nipype_brainrecon.datasets import haxby_to_bids
     from nipype_brainrecon.interfaces.decoding import SingleTrialBetas
-    from nipype_brainrecon.masks import extract_roi_data, roi_from_dseg
+    from nipype_brainrecon.rois import extract_roi_data, roi_from_dseg
 
     base = tmp_path_factory.mktemp("haxby")
     bids = haxby_to_bids(haxby_dir, base / "bids", flavor="1slice")
@@ -126,8 +126,8 @@ def test_haxby_category_embedding_identification(haxby_betas):
     The slice's 12 motion columns cost accuracy here (121 volumes, 8 blocks a run), so the
     main figure is without them; both are printed.
     """
+    from nipype_brainrecon.diffusion.models import build_tiny_sd
     from nipype_brainrecon.features import encode_captions_c
-    from nipype_brainrecon.models import build_tiny_sd
 
     participant, blocks, tables, base = haxby_betas
     trials = tables["none"]

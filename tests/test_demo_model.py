@@ -17,8 +17,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from nipype_brainrecon import diffusion, features, metrics, models, training  # noqa: E402
-from nipype_brainrecon.stimuli import (  # noqa: E402
+from nipype_brainrecon import diffusion, features  # noqa: E402
+from nipype_brainrecon.diffusion import models  # noqa: E402
+from nipype_brainrecon.evaluation import metrics  # noqa: E402
+from nipype_brainrecon.synthetic import training  # noqa: E402
+from nipype_brainrecon.synthetic.stimuli import (  # noqa: E402
     BACKGROUNDS,
     COLOURS,
     generate_scenes,

@@ -18,7 +18,8 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 Image = pytest.importorskip("PIL.Image")
 
-from nipype_brainrecon import diffusion, models  # noqa: E402
+from nipype_brainrecon import diffusion  # noqa: E402
+from nipype_brainrecon.diffusion import models  # noqa: E402
 from nipype_brainrecon.errors import DataError, OutputError, UsageError  # noqa: E402
 
 SCALING = 0.18215

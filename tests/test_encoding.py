@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from nipype_brainrecon import encoding as enc
-from nipype_brainrecon.models import demo_model_path, native_resolution
+from nipype_brainrecon.diffusion.models import demo_model_path, native_resolution
 
 RES = native_resolution(demo_model_path())
 
@@ -80,7 +80,7 @@ SD_V1_UP = ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    from nipype_brainrecon import models
+    from nipype_brainrecon.diffusion import models
 
     folder = models.build_tiny_sd(
         tmp_path_factory.mktemp("models") / "sd-v1-layout",
@@ -150,7 +150,7 @@ def test_unet_features_at_sd_v1_layout(tiny_sd, tmp_path):
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     from nipype_brainrecon.bids import collect_participant
-    from nipype_brainrecon.simulate import simulate_dataset
+    from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
     base = tmp_path_factory.mktemp("encoding")
     # Fewer stimuli than the default (180 + 20) keep the feature extraction short on a CPU.
@@ -265,7 +265,7 @@ def test_unique_variance_agrees(encoded):
 def test_maps_validate_and_appear_in_the_report(encoded, tmp_path):
     from nipype_brainrecon.derivatives import init_output_dataset
     from nipype_brainrecon.interfaces.encoding import WriteEncodingDerivatives
-    from nipype_brainrecon.report import write_participant_report
+    from nipype_brainrecon.reports import write_participant_report
 
     base, participant, out, _ = encoded
     dest = tmp_path / "out"

@@ -13,7 +13,7 @@ from scipy.spatial.distance import correlation as scipy_correlation
 
 from nipype_brainrecon import evaluation as ev
 from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
-from nipype_brainrecon.stimuli import generate_scenes, render_scene
+from nipype_brainrecon.synthetic.stimuli import generate_scenes, render_scene
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -269,7 +269,7 @@ def test_lowlevel_energy_follows_orientation_and_colour_histograms_sum_to_one():
 
 def test_scene_colour_features_name_the_objects_colours_and_background():
     """On rendered scenes the object-colour shares and the background match the scene."""
-    from nipype_brainrecon.stimuli import BACKGROUNDS, COLOURS
+    from nipype_brainrecon.synthetic.stimuli import BACKGROUNDS, COLOURS
 
     scenes = generate_scenes(40, seed=5)
     images = np.stack([np.asarray(render_scene(s, 64)) for s in scenes])

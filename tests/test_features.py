@@ -13,7 +13,8 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 Image = pytest.importorskip("PIL.Image")
 
-from nipype_brainrecon import features, models  # noqa: E402
+from nipype_brainrecon import features  # noqa: E402
+from nipype_brainrecon.diffusion import models  # noqa: E402
 from nipype_brainrecon.errors import DataError, MissingInputError, UsageError  # noqa: E402
 
 SCALING = 0.18215

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from nipype_brainrecon.bids import read_captions, read_events, resolve_stim_file
 from nipype_brainrecon.bids_app.cli import main
+from nipype_brainrecon.diffusion.models import demo_model_path
 from nipype_brainrecon.errors import (
     EXIT_CANT_CREATE,
     EXIT_DATA,
@@ -45,8 +46,7 @@ from nipype_brainrecon.errors import (
     MissingInputError,
 )
 from nipype_brainrecon.io import output_lock
-from nipype_brainrecon.models import demo_model_path
-from nipype_brainrecon.simulate import simulate_dataset
+from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
 RUN1 = "sub-01_task-vision_run-01"
 EVENTS = f"sub-01/func/{RUN1}_events.tsv"
@@ -666,7 +666,7 @@ def test_api_decoder_wrong_dtype_and_shape(tmp_path: Path) -> None:
 
 
 def test_api_corrupt_model_weights(tmp_path: Path) -> None:
-    from nipype_brainrecon.models import load_vae
+    from nipype_brainrecon.diffusion.models import load_vae
 
     model = _model_copy(tmp_path)
     weights = next((model / "vae").glob("*.safetensors"))
@@ -697,7 +697,7 @@ def test_api_corrupt_png_in_evaluation(tmp_path: Path) -> None:
 def test_api_reconstruct_with_other_latent_size(tmp_path: Path) -> None:
     """Latents decoded for another model (8 channels) are refused before any denoising."""
     from nipype_brainrecon.diffusion import reconstruct
-    from nipype_brainrecon.models import load_pipeline
+    from nipype_brainrecon.diffusion.models import load_pipeline
 
     pipe = load_pipeline(demo_model_path(), device="cpu")
     channels = pipe.vae.config.latent_channels
@@ -742,11 +742,11 @@ def test_no_pickle_no_remote_code_in_the_sources() -> None:
 
 def test_np_load_refuses_pickles(tmp_path: Path) -> None:
     """Arrays a user may hand over (.npy) are read with allow_pickle=False: objects refused."""
-    from nipype_brainrecon.features import _cache_read
+    from nipype_brainrecon.features import cache_read
 
     evil = tmp_path / "evil.npy"
     np.save(evil, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    assert _cache_read(evil) is None  # an unreadable cache entry is recomputed, never unpickled
+    assert cache_read(evil) is None  # an unreadable cache entry is recomputed, never unpickled
     with pytest.raises(ValueError, match="allow_pickle"):
         np.load(evil, allow_pickle=False)
 
@@ -755,7 +755,7 @@ def test_model_loads_never_use_remote_code(monkeypatch) -> None:
     from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline
     from transformers import CLIPTextModel
 
-    from nipype_brainrecon import models
+    from nipype_brainrecon.diffusion import models
 
     seen: dict[str, dict] = {}
 
@@ -797,7 +797,7 @@ def no_network(monkeypatch):
 
 
 def test_local_model_loads_without_network(no_network, monkeypatch) -> None:
-    from nipype_brainrecon.models import load_text_encoder, load_vae
+    from nipype_brainrecon.diffusion.models import load_text_encoder, load_vae
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
@@ -807,7 +807,7 @@ def test_local_model_loads_without_network(no_network, monkeypatch) -> None:
 
 
 def test_hub_id_offline_never_reaches_the_network(no_network, monkeypatch, tmp_path) -> None:
-    from nipype_brainrecon.models import load_vae
+    from nipype_brainrecon.diffusion.models import load_vae
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from conftest import OUTPUT_SUFFIXES, file_digests, tree_digest
 
-from nipype_brainrecon.simulate import simulate_dataset
+from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
-from nipype_brainrecon.masks import (
+from nipype_brainrecon.rois import (
     extract_roi_data,
     read_label_table,
     roi_from_atlas,

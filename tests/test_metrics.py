@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nipype_brainrecon.errors import DataError
-from nipype_brainrecon.metrics import (
+from nipype_brainrecon.evaluation.metrics import (
     correlation_matrix,
     per_target_correlation,
     two_way_identification,

@@ -1,4 +1,4 @@
-"""Model building and offline loading (nipype_brainrecon.models) on a tiny SD-shaped model."""
+"""Model building and offline loading (nipype_brainrecon.diffusion.models) on a tiny SD-shaped model."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from nipype_brainrecon import models  # noqa: E402
+from nipype_brainrecon.diffusion import models  # noqa: E402
 from nipype_brainrecon.errors import MissingInputError, OutputError, UsageError  # noqa: E402
 
 

@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from nipype_brainrecon import report
+from nipype_brainrecon import reports as report
 from nipype_brainrecon.errors import DataError, UsageError
 from nipype_brainrecon.evaluation import evaluate
-from nipype_brainrecon.simulate import ROI_LABELS, brain_grid
+from nipype_brainrecon.synthetic.simulate import ROI_LABELS, brain_grid
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 

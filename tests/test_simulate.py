@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from nipype_brainrecon import simulate as sim
-from nipype_brainrecon import stimuli as st
 from nipype_brainrecon.errors import MissingInputError, OutputError, UsageError
+from nipype_brainrecon.synthetic import simulate as sim
+from nipype_brainrecon.synthetic import stimuli as st
 
 N_SUBJECTS, N_RUNS, N_REPEATS = 2, 3, 3
 

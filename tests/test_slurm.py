@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import OUTPUT_SUFFIXES, file_digests
 
-from nipype_brainrecon.simulate import simulate_dataset
+from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
 JOBCOMP = os.environ.get("BRAINRECON_SLURM_JOBCOMP", "")
 SLURM_SKIP = (
@@ -78,7 +78,7 @@ def _brainrecon(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same participant run with MultiProc, SLURM and SLURMGraph."""
-    from nipype_brainrecon.models import build_tiny_sd
+    from nipype_brainrecon.diffusion.models import build_tiny_sd
 
     base = tmp_path_factory.mktemp("slurm")
     bids = simulate_dataset(base / "bids", n_subjects=1, n_runs=2, n_train=40, n_test=6, seed=5)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nipype_brainrecon import stimuli as st
 from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
+from nipype_brainrecon.synthetic import stimuli as st
 
 
 def test_scenes_are_deterministic_from_the_seed():

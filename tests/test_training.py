@@ -1,4 +1,4 @@
-"""Training the demo model (nipype_brainrecon.training) at tiny sizes: it learns, reproducibly."""
+"""Training the demo model (nipype_brainrecon.synthetic.training) at tiny sizes: it learns, reproducibly."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from nipype_brainrecon import models, training  # noqa: E402
+from nipype_brainrecon.diffusion import models  # noqa: E402
 from nipype_brainrecon.errors import OutputError, UsageError  # noqa: E402
-from nipype_brainrecon.stimuli import generate_scenes  # noqa: E402
+from nipype_brainrecon.synthetic import training  # noqa: E402
+from nipype_brainrecon.synthetic.stimuli import generate_scenes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

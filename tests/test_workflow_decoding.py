@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from nipype_brainrecon.bids import collect_participant
-from nipype_brainrecon.masks import roi_voxel_count
-from nipype_brainrecon.models import demo_model_path, native_resolution
+from nipype_brainrecon.diffusion.models import demo_model_path, native_resolution
 from nipype_brainrecon.ridge import load_decoder
-from nipype_brainrecon.simulate import simulate_dataset
+from nipype_brainrecon.rois import roi_voxel_count
+from nipype_brainrecon.synthetic.simulate import simulate_dataset
 from nipype_brainrecon.workflows.decoding import init_decoding_wf
 
 RES = native_resolution(demo_model_path())  # the shipped demo model's own image size
@@ -129,7 +129,7 @@ def test_default_alpha_grid_decodes_at_least_as_well_as_papers(decoded):
     """On standardised voxels the paper's grid (1e-6..1) is nearly unregularised."""
     import pandas as pd
 
-    from nipype_brainrecon.metrics import decoding_scores
+    from nipype_brainrecon.evaluation.metrics import decoding_scores
     from nipype_brainrecon.ridge import fit_ridge_cv
 
     paper = decoded[0]

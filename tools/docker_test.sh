@@ -96,7 +96,7 @@ mkdir -p "$tmp/models"
 python - "$tmp/models/tiny-sd" >/dev/null 2>&1 <<'EOF'
 import sys
 
-from nipype_brainrecon.models import build_tiny_sd
+from nipype_brainrecon.diffusion.models import build_tiny_sd
 
 build_tiny_sd(sys.argv[1], profile="demo")
 EOF
@@ -170,7 +170,7 @@ done
 say "--version: '$got'; labels org.label-schema.version, org.opencontainers.image.version: $version"
 if [ -f nipype_brainrecon/data/demo_model/model_index.json ]; then
   $docker run --rm --network none -u "$run_uid" --entrypoint python "$image" -c \
-    "from nipype_brainrecon.models import demo_model_path; print(demo_model_path())" ||
+    "from nipype_brainrecon.diffusion.models import demo_model_path; print(demo_model_path())" ||
     fail "the demo model is not in the image"
   say "demo model present in the image"
 fi

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from nipype_brainrecon.errors import BrainreconError
-from nipype_brainrecon.training import DemoTrainingConfig, train_demo_model
+from nipype_brainrecon.synthetic.training import DemoTrainingConfig, train_demo_model
 
 
 def main(argv: list[str] | None = None) -> int:

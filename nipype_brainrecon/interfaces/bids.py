@@ -92,7 +92,7 @@ class ParticipantReport(SimpleInterface):
     def _run_interface(self, runtime):
         from pathlib import Path
 
-        from ..report import write_participant_report
+        from ..reports import write_participant_report
 
         summary = dict(self.inputs.summary)
         out = Path(self.inputs.output_dir)

@@ -119,9 +119,9 @@ class StimulusFeatures(SimpleInterface):
         import pandas as pd
 
         from ..bids import read_captions, resolve_stim_file
+        from ..diffusion.models import load_text_encoder, load_vae, model_identity
         from ..errors import DataError
         from ..features import encode_captions_c, encode_images_z
-        from ..models import load_text_encoder, load_vae, model_identity
 
         inputs = self.inputs
         stimuli_dir = Path(inputs.stimuli_dir)
@@ -361,7 +361,7 @@ class PredictDecoder(SimpleInterface):
 
         import numpy as np
 
-        from ..metrics import decoding_scores
+        from ..evaluation.metrics import decoding_scores
         from ..ridge import load_decoder
 
         inputs = self.inputs

@@ -67,9 +67,9 @@ class EncodingFeatures(SimpleInterface):
         import numpy as np
         import pandas as pd
 
+        from ..diffusion.models import load_pipeline, model_identity
         from ..encoding import extract_unet_features
         from ..features import empty_prompt_embedding
-        from ..models import load_pipeline, model_identity
 
         inputs = self.inputs
         device = inputs.device if isdefined(inputs.device) else None
@@ -241,7 +241,7 @@ class EncodingMaps(SimpleInterface):
         import numpy as np
 
         from ..encoding import MAP_STATISTICS, bids_desc, maps_to_nifti, roi_summary, voxel_labels
-        from ..masks import read_label_table
+        from ..rois import read_label_table
 
         inputs = self.inputs
         maps = np.load(inputs.maps_file)

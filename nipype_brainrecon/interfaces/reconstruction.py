@@ -58,8 +58,8 @@ class Reconstruct(SimpleInterface):
         import pandas as pd
 
         from ..diffusion import reconstruct
+        from ..diffusion.models import load_pipeline
         from ..errors import DataError
-        from ..models import load_pipeline
 
         inputs = self.inputs
         table = pd.read_csv(inputs.stimuli_file, sep="\t", dtype={"stim_id": str})

@@ -49,7 +49,7 @@ class RoiMask(SimpleInterface):
 
     def _run_interface(self, runtime):
         from ..errors import UsageError
-        from ..masks import roi_from_atlas, roi_from_dseg, roi_from_masks, roi_voxel_count
+        from ..rois import roi_from_atlas, roi_from_dseg, roi_from_masks, roi_voxel_count
 
         inputs = self.inputs
         brain = inputs.brain_mask if isdefined(inputs.brain_mask) else None
@@ -122,7 +122,7 @@ class ExtractRoiData(SimpleInterface):
         import pandas as pd
 
         from ..errors import DataError
-        from ..masks import extract_roi_data
+        from ..rois import extract_roi_data
 
         if len(self.inputs.betas_files) != len(self.inputs.trials_files):
             raise DataError(

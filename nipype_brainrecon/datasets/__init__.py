@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._version import __version__
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_directory
+from .._version import __version__
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_directory
 
 __all__ = [
     "HAXBY_TASK",
@@ -611,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from .errors import BrainreconError
+    from ..errors import BrainreconError
 
     parser = argparse.ArgumentParser(
         prog="python -m nipype_brainrecon.datasets",

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import DataError, OutputError, UsageError
-from .io import atomic_write_bytes
+from ..errors import DataError, OutputError, UsageError
+from ..io import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -81,7 +81,7 @@ class _Shapes:
             if getattr(pipe, part, None) is None:
                 raise UsageError(
                     f"pipe: has no '{part}'; give a Stable Diffusion pipeline "
-                    "(nipype_brainrecon.models.load_pipeline)"
+                    "(nipype_brainrecon.diffusion.models.load_pipeline)"
                 )
         unet, vae = pipe.unet, pipe.vae
         self.latent_channels = int(vae.config.latent_channels)
@@ -142,13 +142,13 @@ def denoising_timesteps(
     >>> len(ts), ts[0], ts[-1]
     (40, 781, 1)
     """
-    steps = _check_steps(num_inference_steps, strength)
-    sched = _fresh_ddim(scheduler)
+    steps = check_steps(num_inference_steps, strength)
+    sched = fresh_ddim(scheduler)
     sched.set_timesteps(int(num_inference_steps))
     return [int(t) for t in sched.timesteps[int(num_inference_steps) - steps :]]
 
 
-def _check_steps(num_inference_steps: int, strength: float) -> int:
+def check_steps(num_inference_steps: int, strength: float) -> int:
     """Number of denoising steps for ``strength``; errors for unusable values."""
     if isinstance(num_inference_steps, bool) or int(num_inference_steps) != num_inference_steps:
         raise UsageError(f"num_inference_steps={num_inference_steps!r}: must be an integer")
@@ -170,7 +170,7 @@ def _check_steps(num_inference_steps: int, strength: float) -> int:
     return int(steps)
 
 
-def _fresh_ddim(scheduler: Any) -> Any:
+def fresh_ddim(scheduler: Any) -> Any:
     """A DDIM scheduler with ``scheduler``'s config (the pipeline's is left untouched)."""
     from diffusers import DDIMScheduler
 
@@ -201,7 +201,7 @@ def derive_seed(seed: int, stim_id: str, purpose: str, sample: int = 0) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _randn(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+def seeded_randn(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     import torch
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -295,7 +295,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Tensors and images
 # --------------------------------------------------------------------------------------------
-def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     """``x`` padded to ``rows`` rows by repeating its last row (fixed shapes, see module doc).
 
     Always contiguous in the default memory format: kernels differ between layouts (e.g. a
@@ -393,7 +393,7 @@ def _decode_chunk(vae: Any, latents: np.ndarray, shapes: _Shapes, rows: int) -> 
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(latents)) / shapes.scaling
-    x = _pad_rows(x, rows).to(device=vae.device, dtype=shapes.vae_dtype)
+    x = pad_rows(x, rows).to(device=vae.device, dtype=shapes.vae_dtype)
     return _to_uint8(vae.decode(x).sample[: len(latents)])
 
 
@@ -418,14 +418,14 @@ def _init_latents(
         x = torch.from_numpy(
             np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1.0
         )
-        x = _pad_rows(x, batch_size).to(device=vae.device, dtype=shapes.vae_dtype)
+        x = pad_rows(x, batch_size).to(device=vae.device, dtype=shapes.vae_dtype)
         dist = vae.encode(x).latent_dist
         mean = dist.mean[: len(chunk)].float().cpu()
         std = dist.std[: len(chunk)].float().cpu()
         # One posterior sample per image, shared by its samples (as the authors' code does).
         noise = torch.stack(
             [
-                _randn(tuple(mean.shape[1:]), derive_seed(seed, stim_ids[i], "posterior"))
+                seeded_randn(tuple(mean.shape[1:]), derive_seed(seed, stim_ids[i], "posterior"))
                 for i in chunk
             ]
         )
@@ -434,7 +434,7 @@ def _init_latents(
 
 
 def _empty_prompt(pipe: Any) -> np.ndarray:
-    from .features import empty_prompt_embedding
+    from ..features import empty_prompt_embedding
 
     tokenizer = getattr(pipe, "tokenizer", None)
     encoder = getattr(pipe, "text_encoder", None)
@@ -476,7 +476,7 @@ def reconstruct(
     Parameters
     ----------
     pipe : StableDiffusionImg2ImgPipeline
-        From :func:`nipype_brainrecon.models.load_pipeline`. Only ``vae``, ``unet`` and
+        From :func:`nipype_brainrecon.diffusion.models.load_pipeline`. Only ``vae``, ``unet`` and
         ``scheduler`` (its config builds a DDIM scheduler) are used, plus ``tokenizer`` and
         ``text_encoder`` for the empty prompt when ``uncond_embedding`` is not given.
     z : array or None, shape (n_images, C, h, w) or (n_images, C * s * s)
@@ -538,7 +538,7 @@ def reconstruct(
     n_samples = _check_int(n_samples, "n_samples", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
     seed = _check_int(seed, "seed", 0)
-    steps = _check_steps(num_inference_steps, strength)
+    steps = check_steps(num_inference_steps, strength)
     num_inference_steps = int(num_inference_steps)
     try:
         guidance_scale = float(guidance_scale)
@@ -586,7 +586,7 @@ def reconstruct(
     n_images = next(iter(counts.values()))
     ids = _check_stim_ids(stim_ids, n_images)
 
-    scheduler = _fresh_ddim(pipe.scheduler)
+    scheduler = fresh_ddim(pipe.scheduler)
     scheduler.set_timesteps(num_inference_steps)
     if mode == "c":
         timesteps = scheduler.timesteps.clone()
@@ -612,16 +612,19 @@ def reconstruct(
         for chunk in _chunks(len(items), batch_size):
             batch = [items[k] for k in chunk]
             noise = torch.stack(
-                [_randn(latent_shape, derive_seed(seed, ids[i], "noise", s)) for i, s in batch]
+                [
+                    seeded_randn(latent_shape, derive_seed(seed, ids[i], "noise", s))
+                    for i, s in batch
+                ]
             )
             if init is None:
                 latents = noise * scheduler.init_noise_sigma
             else:
                 start = timesteps[:1].repeat(len(batch))
                 latents = scheduler.add_noise(init[[i for i, _ in batch]], noise, start)
-            latents = _pad_rows(latents, batch_size).to(device=dev, dtype=dtype)
+            latents = pad_rows(latents, batch_size).to(device=dev, dtype=dtype)
             if use_c:
-                cond = _pad_rows(torch.from_numpy(c_arr[[i for i, _ in batch]]), batch_size)
+                cond = pad_rows(torch.from_numpy(c_arr[[i for i, _ in batch]]), batch_size)
                 cond = cond.to(device=dev, dtype=dtype)
             else:
                 cond = uncond_t.expand(batch_size, *uncond_t.shape).contiguous()

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, InvalidDatasetError, MissingInputError, UsageError
+from ..errors import DataError, InvalidDatasetError, MissingInputError, UsageError
 
 __all__ = [
     "ParticipantInputs",
@@ -504,7 +504,7 @@ def _repetition_time(raw_meta: dict, preproc_meta: dict, raw: Path, preproc: Pat
     return tr_values[0]
 
 
-def _check_images(bold: Path, mask: Path, confounds: Path) -> int:
+def check_images(bold: Path, mask: Path, confounds: Path) -> int:
     """Headers only: 4-D BOLD, a 3-D mask on its grid, one confounds row per volume."""
     import nibabel as nib
 
@@ -776,7 +776,7 @@ def collect_participant(
         tr = _repetition_time(
             raw.get_metadata(str(raw_bold)), deriv.get_metadata(str(preproc)), raw_bold, preproc
         )
-        n_volumes = _check_images(preproc, mask, confounds)
+        n_volumes = check_images(preproc, mask, confounds)
         events = read_events(events_file, stimuli_dir, dataset_dir=bids_dir)
         late = events["onset"] >= n_volumes * tr
         if late.any():

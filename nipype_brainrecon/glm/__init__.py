@@ -33,8 +33,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_write_text, atomic_write_with, removed_on_failure
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_write_text, atomic_write_with, removed_on_failure
 
 __all__ = [
     "CONFOUND_PRESETS",

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_write_bytes
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -69,16 +69,16 @@ def file_sha256(path: PathLike) -> str:
     return digest.hexdigest()
 
 
-def _cache_key(fields: Mapping[str, Any]) -> str:
+def cache_key(fields: Mapping[str, Any]) -> str:
     payload = json.dumps({"format": CACHE_FORMAT, **fields}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _cache_path(cache_dir: Path, kind: str, key: str) -> Path:
+def cache_path(cache_dir: Path, kind: str, key: str) -> Path:
     return cache_dir / kind / key[:2] / f"{key}.npy"
 
 
-def _cache_read(path: Path) -> np.ndarray | None:
+def cache_read(path: Path) -> np.ndarray | None:
     """The cached array, or ``None`` if absent or unreadable (then it is recomputed)."""
     if not path.is_file():
         return None
@@ -88,7 +88,7 @@ def _cache_read(path: Path) -> np.ndarray | None:
         return None
 
 
-def _cache_write(path: Path, array: np.ndarray) -> None:
+def cache_write(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())
@@ -192,7 +192,7 @@ def load_image_array(path: PathLike, resolution: int) -> np.ndarray:
     return np.ascontiguousarray((2.0 * array - 1.0).transpose(2, 0, 1))
 
 
-def _check_images(paths: Sequence[Path]) -> None:
+def check_images(paths: Sequence[Path]) -> None:
     """Fail early, before loading a model, on images PIL cannot identify."""
     from PIL import Image, UnidentifiedImageError
 
@@ -234,7 +234,7 @@ def encode_images_z(
         Image files (any format PIL reads; converted to RGB).
     vae : AutoencoderKL, model folder / hub id, or callable
         The VAE, or where to get it: a diffusers model (loaded with
-        :func:`nipype_brainrecon.models.load_vae`) or a zero-argument callable returning it.
+        :func:`nipype_brainrecon.diffusion.models.load_vae`) or a zero-argument callable returning it.
         Loaded only if some image is not cached.
     resolution : int
         Images are resized to ``resolution`` x ``resolution`` (320 in the paper); a multiple of
@@ -280,7 +280,7 @@ def encode_images_z(
     resolution = int(resolution)
     paths = [Path(p) for p in image_paths]
     n = len(paths)
-    model_id = _resolve_model_id(vae, model_id, ("vae",), "vae")
+    model_id = resolve_model_id(vae, model_id, ("vae",), "vae")
 
     hashes = [file_sha256(p) for p in paths]
     out = _Output(n)
@@ -298,15 +298,15 @@ def encode_images_z(
             }
             if posterior == "sample":
                 fields["seed"] = int(seed)
-            keys[i] = _cache_path(cache, "z", _cache_key(fields))
-            cached = _cache_read(keys[i])
+            keys[i] = cache_path(cache, "z", cache_key(fields))
+            cached = cache_read(keys[i])
             if cached is not None:
                 out.put(i, cached)
                 continue
         missing.append(i)
 
     if missing:
-        _check_images([paths[i] for i in missing])
+        check_images([paths[i] for i in missing])
         module = _get_vae(vae, device)
         _encode_z_batches(
             module,
@@ -331,7 +331,7 @@ def _get_vae(vae: Any, device: str | torch.device | None) -> Any:
     if _is_module(vae):
         return vae
     if _is_source(vae):
-        from .models import load_vae
+        from ..diffusion.models import load_vae
 
         return load_vae(vae, device=device)
     if callable(vae):
@@ -384,7 +384,7 @@ def _encode_z_batches(
             for j, i in enumerate(chunk):
                 out.put(i, values[j])
                 if keys[i] is not None:
-                    _cache_write(keys[i], values[j])
+                    cache_write(keys[i], values[j])
             bar.update(len(chunk))
 
 
@@ -430,7 +430,7 @@ def _get_text_model(
     tokenizer: Any, text_encoder: Any, device: str | torch.device | None
 ) -> tuple[Any, Any]:
     if _is_source(text_encoder):
-        from .models import load_text_encoder
+        from ..diffusion.models import load_text_encoder
 
         loaded_tok, module = load_text_encoder(text_encoder, device=device)
         if tokenizer is None or _is_loader(tokenizer):
@@ -467,13 +467,13 @@ def _is_loader(obj: Any) -> bool:
     )
 
 
-def _resolve_model_id(
+def resolve_model_id(
     model: Any, model_id: str | None, components: tuple[str, ...], what: str
 ) -> str:
     if model_id:
         return str(model_id)
     if _is_source(model):
-        from .models import model_identity
+        from ..diffusion.models import model_identity
 
         return model_identity(model, components)
     if _is_module(model):
@@ -598,7 +598,7 @@ def _encode_texts(
     if text_encoder is None:
         raise UsageError("text_encoder: missing; give a CLIPTextModel, model folder or loader")
     captions, _ = _normalise_captions(captions_per_image, names, allow_empty=allow_empty)
-    model_id = _resolve_model_id(
+    model_id = resolve_model_id(
         text_encoder, model_id, ("text_encoder", "tokenizer"), "text_encoder"
     )
     n = len(captions)
@@ -608,9 +608,9 @@ def _encode_texts(
     missing: list[int] = []
     for i, caps in enumerate(captions):
         if cache is not None:
-            key = _cache_key({"feature": "c", "captions": caps, "model": model_id})
-            keys[i] = _cache_path(cache, "c", key)
-            cached = _cache_read(keys[i])
+            key = cache_key({"feature": "c", "captions": caps, "model": model_id})
+            keys[i] = cache_path(cache, "c", key)
+            cached = cache_read(keys[i])
             if cached is not None:
                 out.put(i, cached)
                 continue
@@ -643,7 +643,7 @@ def _encode_texts(
                     pos += k
                     out.put(i, value)
                     if keys[i] is not None:
-                        _cache_write(keys[i], value)
+                        cache_write(keys[i], value)
                 bar.update(len(group))
     if out.array is None:
         return np.empty((0,), dtype=np.float32)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_write_bytes, atomic_write_text
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "BACKGROUNDS",

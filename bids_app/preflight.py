@@ -5,7 +5,7 @@ headers and tables agree. The checks here go one step further, on what the analy
 with them, so that a mistake is answered in seconds with one message and a BIDS Apps exit code
 instead of a crash file hours into a run:
 
-* the model folder is complete and consistent (:func:`nipype_brainrecon.models.check_model_folder`);
+* the model folder is complete and consistent (:func:`nipype_brainrecon.diffusion.models.check_model_folder`);
 * every stimulus shown is a readable image;
 * each decoding ROI exists in the label table and holds voxels inside the brain mask;
 * the test set rule leaves a test set and at least ``n_folds`` training trials;
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, UsageError
+from nipype_brainrecon.errors import DataError, UsageError
 
 __all__ = ["check_participant", "estimate_decoder_memory", "model_target_sizes"]
 
@@ -135,20 +135,20 @@ def check_participant(
     import numpy as np
     import pandas as pd
 
-    from .features import _check_images
-    from .masks import roi_from_dseg
-    from .ridge import kfold_slices
-    from .split import choose_test_stimuli
+    from nipype_brainrecon.features import check_images
+    from nipype_brainrecon.ridge import kfold_slices
+    from nipype_brainrecon.rois import roi_from_dseg
+    from nipype_brainrecon.split import choose_test_stimuli
 
     model = str(settings.get("model", ""))
     if check_model and model:
-        from .models import _local_folder, check_model_folder
+        from nipype_brainrecon.diffusion.models import check_model_folder, local_folder
 
-        folder = _local_folder(model)
+        folder = local_folder(model)
         if folder is not None:
             check_model_folder(folder)
 
-    _check_images(participant.stim_files)
+    check_images(participant.stim_files)
 
     reference, brain = participant.runs[0].bold, participant.runs[0].mask
     voxels: dict[str, int] = {}

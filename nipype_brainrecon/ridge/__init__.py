@@ -44,10 +44,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from .._version import __version__
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_write_text, atomic_write_with, removed_on_failure
 from . import _blas
-from ._version import __version__
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_write_text, atomic_write_with, removed_on_failure
 
 __all__ = [
     "DEFAULT_ALPHAS",

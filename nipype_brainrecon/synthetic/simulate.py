@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .._version import __version__
+from ..errors import BrainreconError, MissingInputError, OutputError, UsageError
+from ..io import atomic_directory
 from . import stimuli as stim
-from ._version import __version__
-from .errors import BrainreconError, MissingInputError, OutputError, UsageError
-from .io import atomic_directory
 
 __all__ = [
     "GRID_SHAPE",
@@ -634,7 +634,7 @@ def _write_dataset(root: Path, cfg: _Config, user_set: stim.StimulusSet | None) 
     (truth / "README").write_text(
         "Ground truth of the simulation: per-trial amplitudes, voxel weights, receptive fields and "
         "stimulus features (NumPy .npz, no pickle) with JSON descriptions. Read it with "
-        "nipype_brainrecon.simulate.load_ground_truth.\n",
+        "nipype_brainrecon.synthetic.simulate.load_ground_truth.\n",
         encoding="utf-8",
     )
     (truth / ".bidsignore").write_text(

@@ -44,13 +44,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import nibabel as nib
     import pandas as pd
 
-    from .ridge import RidgeDecoder
+    from ..ridge import RidgeDecoder
 
 __all__ = [
     "DEFAULT_BLOCKS",
@@ -186,7 +186,7 @@ def fit_encoding_model(
     nipype_brainrecon.ridge.RidgeDecoder
         The fitted model; ``predict(features)`` gives voxel responses.
     """
-    from .ridge import fit_ridge_cv
+    from ..ridge import fit_ridge_cv
 
     x = _as_matrix(train_features, "train_features")
     y = np.asarray(train_voxels, dtype=np.float32)
@@ -221,7 +221,7 @@ def prediction_scores(measured: ArrayLike, predicted: ArrayLike) -> dict[str, np
     >>> float(s["r"][0]), float(s["r2"][0])
     (1.0, 1.0)
     """
-    from .ridge import correlation_per_target
+    from ..ridge import correlation_per_target
 
     y = np.asarray(measured, dtype=np.float64)
     p = np.asarray(predicted, dtype=np.float64)
@@ -577,8 +577,8 @@ def extract_unet_features(
     """
     import torch
 
-    from .diffusion import _check_steps, _fresh_ddim, _pad_rows, _randn, derive_seed
-    from .features import _cache_key, _cache_path, _cache_read, _cache_write, _resolve_model_id
+    from ..diffusion import check_steps, derive_seed, fresh_ddim, pad_rows, seeded_randn
+    from ..features import cache_key, cache_path, cache_read, cache_write, resolve_model_id
 
     z_arr = np.asarray(z, dtype=np.float32)
     if z_arr.ndim != 4:
@@ -603,9 +603,9 @@ def extract_unet_features(
         raise UsageError(f"blocks: {unknown} not in this U-Net; choose from {available}")
     if int(pool) < 1 or int(batch_size) < 1:
         raise UsageError("pool and batch_size: must be at least 1")
-    n_denoise = _check_steps(num_inference_steps, strength)
+    n_denoise = check_steps(num_inference_steps, strength)
     positions = _step_positions(steps, n_denoise)
-    sched = _fresh_ddim(scheduler)
+    sched = fresh_ddim(scheduler)
     sched.set_timesteps(int(num_inference_steps))
     timesteps = sched.timesteps[int(num_inference_steps) - n_denoise :].clone()
     use_cfg = float(guidance_scale) != 1.0
@@ -614,7 +614,7 @@ def extract_unet_features(
 
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
-        model_id = _resolve_model_id(unet, model_id, ("unet",), "unet")
+        model_id = resolve_model_id(unet, model_id, ("unet",), "unet")
     settings = {
         "format": UNET_CACHE_FORMAT,
         "model": model_id,
@@ -636,8 +636,8 @@ def extract_unet_features(
             if c_arr is not None and "c" in conds:
                 base["c"] = _digest(c_arr[i])
             for k in outputs:
-                keys[i][k] = _cache_path(cache, "unet", _cache_key({**base, "output": k}))
-            cached = {k: _cache_read(p) for k, p in keys[i].items()}
+                keys[i][k] = cache_path(cache, "unet", cache_key({**base, "output": k}))
+            cached = {k: cache_read(p) for k, p in keys[i].items()}
             if all(v is not None for v in cached.values()):
                 for k, v in cached.items():
                     result[k][i] = v
@@ -677,16 +677,16 @@ def extract_unet_features(
                 init = torch.from_numpy(z_arr[chunk])
                 noise = torch.stack(
                     [
-                        _randn(tuple(z_arr.shape[1:]), derive_seed(seed, ids[i], "encoding"))
+                        seeded_randn(tuple(z_arr.shape[1:]), derive_seed(seed, ids[i], "encoding"))
                         for i in chunk
                     ]
                 )
                 for cond in conds:
                     latents = sched.add_noise(init, noise, timesteps[:1].repeat(rows))
-                    latents = _pad_rows(latents, int(batch_size)).to(device=dev, dtype=dtype)
+                    latents = pad_rows(latents, int(batch_size)).to(device=dev, dtype=dtype)
                     cfg = cond == "c" and use_cfg
                     if cond == "c":
-                        emb = _pad_rows(torch.from_numpy(c_arr[chunk]), int(batch_size))
+                        emb = pad_rows(torch.from_numpy(c_arr[chunk]), int(batch_size))
                         emb = emb.to(device=dev, dtype=dtype)
                     else:
                         emb = uncond_t.expand(int(batch_size), *uncond_t.shape).contiguous()
@@ -717,7 +717,7 @@ def extract_unet_features(
                     bar.update(rows)
                 for i in chunk:
                     for k, path in keys[i].items():
-                        _cache_write(path, np.asarray(result[k][i], dtype=np.float32))
+                        cache_write(path, np.asarray(result[k][i], dtype=np.float32))
     finally:
         for handle in handles:
             handle.remove()
@@ -749,7 +749,7 @@ def maps_to_nifti(values: ArrayLike, mask: str | os.PathLike | nib.Nifti1Image) 
     Parameters
     ----------
     values : array-like, ``(n_voxels,)``
-        In the C order of the mask's non-zero voxels (as :func:`nipype_brainrecon.masks.
+        In the C order of the mask's non-zero voxels (as :func:`nipype_brainrecon.rois.
         extract_roi_data` reads them).
     mask : path or nibabel image
         The 3D mask the voxels came from.
@@ -837,7 +837,7 @@ def _save_svg(fig: Any, out: str | os.PathLike) -> Path:
 
     import matplotlib
 
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "nipype-brainrecon", "svg.fonttype": "path"}):
@@ -972,7 +972,7 @@ def voxel_labels(
     """
     import nibabel as nib
 
-    from .masks import to_reference_grid
+    from ..rois import to_reference_grid
 
     mask_img = nib.load(mask) if isinstance(mask, (str, os.PathLike)) else mask
     seg = to_reference_grid(dseg, mask_img, interpolation="nearest", what="segmentation")
@@ -1041,8 +1041,8 @@ def write_encoding_derivatives(
     dict
         ``summary`` with an ``"encoding"`` entry (paths and settings) for the report.
     """
-    from ._version import __version__
-    from .derivatives import PIPELINE_NAME, copy_file, write_json
+    from .._version import __version__
+    from ..derivatives import PIPELINE_NAME, copy_file, write_json
 
     if len(map_files) != len(map_names):
         raise DataError(f"{len(map_files)} map files for {len(map_names)} names")
@@ -1137,7 +1137,7 @@ def report_section(
     """
     import pandas as pd
 
-    from .report import _e, _figure, _fmt, _relative_url, _table, mean_volume
+    from ..reports import _e, _figure, _fmt, _relative_url, _table, mean_volume
 
     figures = Path(figures_dir)
     base = Path(base)

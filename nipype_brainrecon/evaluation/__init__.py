@@ -12,7 +12,7 @@ MindEye2, Brain-Diffuser), plus Takagi's own identification rule:
   use_sample_covariance=False, data_range=1.0)`` on ``rgb2gray`` images, written here with
   :func:`scipy.ndimage.gaussian_filter` on whole batches.
 * **Two-way identification** on features from pluggable extractors, with both published rules
-  of :func:`nipype_brainrecon.metrics.two_way_identification` (chance 0.5).
+  of :func:`nipype_brainrecon.evaluation.metrics.two_way_identification` (chance 0.5).
 * **Distances** (1 - Pearson r between the features of an original and its reconstruction;
   lower is better) for EfficientNet-B1 and SwAV, as MindEye reports them.
 
@@ -49,9 +49,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from .errors import DataError, MissingInputError, UsageError
+from ..errors import DataError, MissingInputError, UsageError
+from ..synthetic.stimuli import BACKGROUNDS, COLOURS
 from .metrics import CHANCE_TWO_WAY, two_way_identification
-from .stimuli import BACKGROUNDS, COLOURS
 
 #: Environment variable naming a folder of local network weights (torchvision files, CLIP).
 WEIGHTS_ENV = "BRAINRECON_WEIGHTS_DIR"
@@ -73,7 +73,7 @@ IDENTIFICATION_RULES = ("takagi", "mindeye")
 # --------------------------------------------------------------------------------------------
 
 
-def _check_images(images: Any, what: str, *, ndims: Sequence[int]) -> np.ndarray:
+def check_images(images: Any, what: str, *, ndims: Sequence[int]) -> np.ndarray:
     """Return ``images`` as an array after checking dtype, range and shape (…, H, W, 3)."""
     arr = np.asarray(images)
     if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
@@ -132,7 +132,7 @@ def resize_images(images: Any, size: int, *, antialias: bool = True) -> np.ndarr
     -------
     ndarray (..., size, size, 3), float32 in [0, 1]
     """
-    arr = _check_images(images, "images", ndims=(3, 4, 5))
+    arr = check_images(images, "images", ndims=(3, 4, 5))
     if int(size) < 1:
         raise UsageError(f"size={size}: give a positive number of pixels")
     lead = arr.shape[:-3]
@@ -154,8 +154,8 @@ def _pairs(
     Returns the originals, the reconstructions as (n, S, H', W', 3) and whether the input had a
     samples axis. A single image (H, W, 3) as reconstructions is broadcast to every original.
     """
-    orig = _check_images(originals, "originals", ndims=(4,))
-    rec = _check_images(reconstructions, what, ndims=(3, 4, 5))
+    orig = check_images(originals, "originals", ndims=(4,))
+    rec = check_images(reconstructions, what, ndims=(3, 4, 5))
     n = len(orig)
     had_samples = rec.ndim == 5
     if rec.ndim == 3:
@@ -457,7 +457,7 @@ class FeatureExtractor:
 
     def __call__(self, images: Any) -> dict[str, np.ndarray]:
         """Features of ``images`` (n, H, W, 3): a dict label → float array (n, d)."""
-        arr = _check_images(images, f"images for the {self.name!r} extractor", ndims=(4,))
+        arr = check_images(images, f"images for the {self.name!r} extractor", ndims=(4,))
         parts: dict[str, list[np.ndarray]] = {label: [] for label in self.outputs}
         for sl in _chunks(len(arr), self.batch_size):
             got = self._fn(arr[sl])
@@ -566,7 +566,7 @@ def lowlevel_features(
     -------
     dict of str to ndarray (n, d)
     """
-    arr = _check_images(images, "images", ndims=(4,))
+    arr = check_images(images, "images", ndims=(4,))
     if int(size) % int(grid):
         raise UsageError(f"lowlevel features: size={size} must be a multiple of grid={grid}")
     n, cell = len(arr), int(size) // int(grid)
@@ -616,8 +616,8 @@ def scene_colour_features(
     """What the captions of the package's synthetic stimuli name: object colours, background.
 
     A weights-free stand-in for a semantic (CLIP-like) feature, meaningful only for stimuli drawn
-    from a known palette (the simulator's :data:`~nipype_brainrecon.stimuli.COLOURS` objects on
-    :data:`~nipype_brainrecon.stimuli.BACKGROUNDS`); not for natural images. The background is
+    from a known palette (the simulator's :data:`~nipype_brainrecon.synthetic.stimuli.COLOURS` objects on
+    :data:`~nipype_brainrecon.synthetic.stimuli.BACKGROUNDS`); not for natural images. The background is
     the palette background nearest to the image's median colour; a pixel belongs to an object
     when a palette object colour is at most half as far from it as that background (so that the
     blends at anti-aliased or blurred edges do not count). ``"Scene(colours)"`` is
@@ -638,7 +638,7 @@ def scene_colour_features(
     -------
     dict of str to ndarray (n, d)
     """
-    arr = _check_images(images, "images", ndims=(4,))
+    arr = check_images(images, "images", ndims=(4,))
     if not object_colours or not backgrounds:
         raise UsageError(
             "scene colour features: give at least one object and one background colour"
@@ -1420,7 +1420,7 @@ def _check_baselines(
     for name, images in (baselines or {}).items():
         if not isinstance(name, str) or not name.strip():
             raise UsageError("baselines: give each baseline a non-empty name")
-        arr = _check_images(images, f"baseline {name!r}", ndims=(3, 4, 5))
+        arr = check_images(images, f"baseline {name!r}", ndims=(3, 4, 5))
         if arr.ndim > 3 and len(arr) != n:
             raise DataError(
                 f"baseline {name!r}: {len(arr)} image sets for {n} originals; give one per "

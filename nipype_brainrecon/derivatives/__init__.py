@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import OutputError
-from .io import atomic_write_text
+from .._version import __version__
+from ..errors import OutputError
+from ..io import atomic_write_text
 
 PIPELINE_NAME = "nipype-brainrecon"
 BIDS_VERSION = "1.10.0"
@@ -268,7 +268,7 @@ def write_subject_derivatives(
     import pandas as pd
     from PIL import Image
 
-    from .io import atomic_directory
+    from ..io import atomic_directory
 
     out = Path(output_dir)
     subject_dir = out / f"sub-{subject}"

@@ -35,9 +35,9 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from ._version import __version__
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_write_bytes, atomic_write_text
+from .._version import __version__
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "ROI_COLOURS",
@@ -305,7 +305,7 @@ def _page(
         f'<nav class="navbar"><span class="brand">nipype-brainrecon</span>{"".join(links)}</nav>\n'
         f"<main>\n<h1>{_e(heading)}</h1>\n{alert}\n{body}\n"
         f"<footer>Written by nipype-brainrecon {_e(__version__)} "
-        "(<code>nipype_brainrecon.report</code>).</footer>\n"
+        "(<code>nipype_brainrecon.reports</code>).</footer>\n"
         "</main>\n</body>\n</html>\n"
     )
 
@@ -1000,7 +1000,7 @@ def _encoding_section(summary: Mapping[str, Any], ctx: _Context) -> str | None:
     encoding = summary.get("encoding")
     if not encoding:
         return None
-    from .encoding import report_section
+    from ..encoding import report_section
 
     return report_section(
         encoding,
@@ -1019,7 +1019,7 @@ def _about_section(summary: Mapping[str, Any], ctx: _Context) -> str:
             "Software",
             _e(f"{software.get('name', 'nipype-brainrecon')} {software.get('version', '')}"),
         ),
-        ("Report written by", _e(f"nipype_brainrecon.report {__version__}")),
+        ("Report written by", _e(f"nipype_brainrecon.reports {__version__}")),
     ]
     parts.append(_definitions(items))
     if summary.get("command"):
@@ -1329,7 +1329,7 @@ def write_group_report(
         parts = []
         command = prov.pop("command", None)
         rows = [[_e(k), (_value_html(v), "text")] for k, v in _flatten(prov)]
-        rows.append([_e("report"), (_e(f"nipype_brainrecon.report {__version__}"), "text")])
+        rows.append([_e("report"), (_e(f"nipype_brainrecon.reports {__version__}"), "text")])
         if command:
             parts.append(f"<h3>Command</h3><pre>{_e(command)}</pre>")
         parts.append(_table(["Item", "Value"], rows, id_="provenance-table", cls="kv"))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import MissingInputError
-from .io import atomic_write_text
+from ..errors import MissingInputError
+from ..io import atomic_write_text
 
 METRICS_PATTERN = "sub-*/sub-*_desc-reconstruction_metrics.tsv"
 
@@ -88,7 +88,7 @@ def write_group_outputs(
         )
         + "\n",
     )
-    from .report import collect_group_table, write_group_report
+    from . import collect_group_table, write_group_report
 
     report = write_group_report(
         collect_group_table(files),

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import (
+from .._version import __version__
+from ..errors import (
     BrainreconError,
     DataError,
     MissingInputError,
@@ -436,7 +436,7 @@ def files_needed(
         Absolute paths, sorted, that exist as names (their content may be absent). Files the
         analysis needs that do not exist at all are left for ``collect_participant`` to report.
     """
-    from .bids import normalize_participant_label
+    from ..bids import normalize_participant_label
 
     participant = normalize_participant_label(participant_label)
     if session is not None:
@@ -754,7 +754,7 @@ def prepare_inputs(
     MissingInputError
         A dataset cannot be installed, or a needed file cannot be fetched (exit code 66).
     """
-    from .bids import list_participants, normalize_participant_label
+    from ..bids import list_participants, normalize_participant_label
 
     started = time.monotonic()
 
@@ -923,7 +923,7 @@ def save_outputs(
 
 def participant_outputs(label: str) -> list[str]:
     """What the BIDS App writes for one participant, relative to the derivatives root."""
-    from .bids import normalize_participant_label
+    from ..bids import normalize_participant_label
 
     label = normalize_participant_label(label)
     return [f"sub-{label}", f"sub-{label}.html", f"logs/sub-{label}_summary.json", *SHARED_OUTPUTS]
@@ -1170,7 +1170,7 @@ def replay_argv(
     """
     import argparse
 
-    from .bids import normalize_participant_label
+    from ..bids import normalize_participant_label
 
     base = Path(cwd).absolute() if cwd is not None else Path.cwd()
     root = Path(root).absolute()

@@ -31,8 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError, MissingInputError, UsageError
-from .io import atomic_directory, atomic_write_bytes, atomic_write_text
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_directory, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -491,7 +491,7 @@ def _is_offline(offline: bool | None) -> bool:
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def _local_folder(model: str | os.PathLike) -> Path | None:
+def local_folder(model: str | os.PathLike) -> Path | None:
     """The model as a local folder, ``None`` for a hub id; error for a path that is absent."""
     text = os.fspath(model)
     path = Path(text).expanduser()
@@ -611,7 +611,7 @@ def _resolve_device_dtype(
 
 
 def _source_and_kwargs(model: str | os.PathLike, offline: bool | None) -> tuple[str, dict]:
-    folder = _local_folder(model)
+    folder = local_folder(model)
     if folder is not None:
         return str(folder), {"local_files_only": True}
     return os.fspath(model), {"local_files_only": _is_offline(offline)}
@@ -923,7 +923,7 @@ def demo_model_path() -> Path:
     ``$BRAINRECON_DEMO_MODEL`` points elsewhere (e.g. a retrained copy).
     """
     override = os.environ.get("BRAINRECON_DEMO_MODEL")
-    path = Path(override) if override else Path(__file__).resolve().parent / "data" / "demo_model"
+    path = Path(override) if override else Path(__file__).resolve().parents[1] / "data" / "demo_model"
     if not (path / "model_index.json").is_file():
         raise MissingInputError(
             f"{path}: the demo model is missing from this installation; reinstall the package "
