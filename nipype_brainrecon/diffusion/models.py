@@ -923,7 +923,9 @@ def demo_model_path() -> Path:
     ``$BRAINRECON_DEMO_MODEL`` points elsewhere (e.g. a retrained copy).
     """
     override = os.environ.get("BRAINRECON_DEMO_MODEL")
-    path = Path(override) if override else Path(__file__).resolve().parents[1] / "data" / "demo_model"
+    path = (
+        Path(override) if override else Path(__file__).resolve().parents[1] / "data" / "demo_model"
+    )
     if not (path / "model_index.json").is_file():
         raise MissingInputError(
             f"{path}: the demo model is missing from this installation; reinstall the package "

@@ -1000,7 +1000,7 @@ def _encoding_section(summary: Mapping[str, Any], ctx: _Context) -> str | None:
     encoding = summary.get("encoding")
     if not encoding:
         return None
-    from ..encoding import report_section
+    from .encoding import report_section
 
     return report_section(
         encoding,
