@@ -1,0 +1,20 @@
+"""Splitting work into consecutive batches (rows of a network call, target chunks of a solver)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices covering ``range(n)``, each at most ``size`` long (at least 1).
+
+    Index a sequence with them for its items (``items[s]``), or ``range(n)[s]`` for indices.
+
+    >>> [(s.start, s.stop) for s in batches(5, 2)]
+    [(0, 2), (2, 4), (4, 5)]
+    >>> list(batches(0, 3))
+    []
+    """
+    size = max(1, int(size))
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
