@@ -13,6 +13,7 @@ from scipy.spatial.distance import correlation as scipy_correlation
 
 from nipype_brainrecon import evaluation as ev
 from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
+from nipype_brainrecon.evaluation import extractors as ev_extractors
 from nipype_brainrecon.synthetic.stimuli import generate_scenes, render_scene
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_registry_lists_builtins_and_rejects_unknown_names():
 
 
 def test_register_custom_extractor(monkeypatch):
-    monkeypatch.setattr(ev, "_REGISTRY", dict(ev._REGISTRY))
+    monkeypatch.setattr(ev_extractors, "_REGISTRY", dict(ev_extractors._REGISTRY))
 
     def factory(scale=1.0):
         def fn(images):
@@ -295,6 +296,14 @@ def test_scene_colour_features_name_the_objects_colours_and_background():
     )
     with pytest.raises(UsageError, match="at least one"):
         ev.scene_colour_features(grey, backgrounds={})
+
+
+def test_scene_palette_is_the_simulators():
+    """Evaluation keeps its own copy of the palette (scoring never imports the simulator)."""
+    from nipype_brainrecon.synthetic.stimuli import BACKGROUNDS, COLOURS
+
+    assert list(ev.OBJECT_COLOURS.items()) == list(COLOURS.items())
+    assert list(ev.BACKGROUND_COLOURS.items()) == list(BACKGROUNDS.items())
 
 
 @pytest.mark.parametrize("name", ["alexnet", "inception", "efficientnet", "swav"])

@@ -12,6 +12,10 @@ Two-way identification (chance 0.5) follows two published rules:
     (averaged over samples when there are several).
 
 Both are computed with one matrix product instead of the O(N²) loop of correlations.
+
+Also here: :func:`correlation_distance` (1 - Pearson r between the features of an original and
+its reconstruction; lower is better), as MindEye reports it for EfficientNet-B1 and SwAV, and
+the per-target and pattern correlations of :func:`decoding_scores`.
 """
 
 from __future__ import annotations
@@ -60,6 +64,44 @@ def per_target_correlation(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray
     denom = np.sqrt((t * t).sum(axis=0) * (p * p).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, (t * p).sum(axis=0) / denom, np.nan)
+
+
+def row_standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre rows and divide by their norm; also return which rows were constant."""
+    x = x - x.mean(axis=-1, keepdims=True)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    constant = norm[..., 0] == 0
+    return x / np.where(norm == 0, 1.0, norm), constant
+
+
+def correlation_distance(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """1 - Pearson r between each original's features and those of its reconstruction(s).
+
+    The distance MindEye reports for EfficientNet-B1 and SwAV features
+    (``scipy.spatial.distance.correlation`` per pair); lower is better, 1 for unrelated vectors.
+
+    Parameters
+    ----------
+    originals : ndarray (n, d)
+    reconstructions : ndarray (n, d) or (n, n_samples, d)
+
+    Returns
+    -------
+    ndarray (n,) or (n, n_samples)
+    """
+    o = np.asarray(originals, dtype=np.float64)
+    o = o.reshape(len(o), -1)
+    r = np.asarray(reconstructions, dtype=np.float64)
+    had_samples = r.ndim == 3
+    r3 = r if had_samples else r.reshape(len(r), 1, -1)
+    if len(r3) != len(o) or r3.shape[-1] != o.shape[1]:
+        raise DataError(f"feature shapes differ: originals {o.shape}, reconstructions {r.shape}")
+    o_std, o_const = row_standardise(o)
+    r_std, r_const = row_standardise(r3)
+    if o_const.any() or r_const.any():
+        raise DataError("a feature vector is constant, so its correlation distance is undefined")
+    d = 1.0 - np.einsum("id,isd->is", o_std, r_std)
+    return d if had_samples else d[:, 0]
 
 
 def two_way_identification(
