@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.interfaces.decoding import (
     FitDecoder,
     PredictDecoder,
@@ -15,6 +16,7 @@ from nipype_brainrecon.interfaces.decoding import (
     StimulusFeatures,
 )
 from nipype_brainrecon.interfaces.rois import ExtractRoiData, RoiMask
+from nipype_brainrecon.workflows.connections import pop_file
 
 INPUT_FIELDS = [
     "bold_files",
@@ -56,10 +58,6 @@ OUTPUT_FIELDS = [
 ]
 
 
-def _first(items):
-    return items[0]
-
-
 def _roi_label(names):
     return "+".join(names) if isinstance(names, list | tuple) else str(names)
 
@@ -67,16 +65,16 @@ def _roi_label(names):
 def init_decoding_wf(
     *,
     precomputed_betas: bool = False,
-    z_roi: str | Sequence[str] = "early",
-    c_roi: str | Sequence[str] = "ventral",
-    betas_method: str = "lss",
-    noise_model: str = "ols",
-    confounds: str | Sequence[str] = "motion+derivatives",
-    resolution: int = 320,
-    test_set: str = "repeats",
-    alphas: str | Sequence[float] = "default",
-    n_folds: int = 5,
-    backend: str = "auto",
+    z_roi: str | Sequence[str] = DEFAULTS.decoding.z_roi,
+    c_roi: str | Sequence[str] = DEFAULTS.decoding.c_roi,
+    betas_method: str = DEFAULTS.glm.betas_method,
+    noise_model: str = DEFAULTS.glm.noise_model,
+    confounds: str | Sequence[str] = DEFAULTS.glm.confounds,
+    resolution: int = DEFAULTS.decoding.resolution,
+    test_set: str = DEFAULTS.decoding.test_set,
+    alphas: str | Sequence[float] = DEFAULTS.decoding.alphas,
+    n_folds: int = DEFAULTS.decoding.n_folds,
+    backend: str = DEFAULTS.decoding.backend,
     feature_cache: str | None = None,
     device: str | None = None,
     metadata: dict | None = None,
@@ -216,8 +214,8 @@ def init_decoding_wf(
         workflow.connect([
             (inputnode, roi, [("dseg_file", "dseg_file"),
                               ("labels_file", "labels_file"),
-                              (("mask_files", _first), "brain_mask")]),
-            (betas_out, roi, [(("betas_files", _first), "reference_file")]),
+                              (("mask_files", pop_file), "brain_mask")]),
+            (betas_out, roi, [(("betas_files", pop_file), "reference_file")]),
             (betas_out, extract, [("betas_files", "betas_files"),
                                   ("trials_files", "trials_files")]),
             (roi, extract, [("roi_file", "roi_file")]),

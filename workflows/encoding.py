@@ -10,6 +10,7 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.interfaces.decoding import SplitTrials
 from nipype_brainrecon.interfaces.encoding import (
     EncodingFeatures,
@@ -17,6 +18,7 @@ from nipype_brainrecon.interfaces.encoding import (
     FitEncodingModels,
 )
 from nipype_brainrecon.interfaces.rois import ExtractRoiData, RoiMask
+from nipype_brainrecon.workflows.connections import pop_file
 
 INPUT_FIELDS = [
     "betas_files",
@@ -43,27 +45,23 @@ OUTPUT_FIELDS = [
 ]
 
 
-def _first(items):
-    return items[0] if isinstance(items, list | tuple) else items
-
-
 def init_encoding_wf(
     *,
-    blocks: Sequence[str] = ("down1", "mid", "up1"),
-    steps: Sequence[str] = ("early", "middle", "late"),
+    blocks: Sequence[str] = DEFAULTS.encoding.blocks,
+    steps: Sequence[str] = DEFAULTS.encoding.steps,
     conditions: Sequence[str] = ("c", "none"),
-    strength: float = 0.8,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 5.0,
-    seed: int = 42,
-    pool: int = 8,
-    batch_size: int = 8,
+    strength: float = DEFAULTS.reconstruction.strength,
+    num_inference_steps: int = DEFAULTS.reconstruction.num_inference_steps,
+    guidance_scale: float = DEFAULTS.reconstruction.guidance_scale,
+    seed: int = DEFAULTS.seed,
+    pool: int = DEFAULTS.encoding.pool,
+    batch_size: int = DEFAULTS.reconstruction.batch_size,
     joint: Sequence[str] = ("z+c",),
     balance: bool = True,
-    test_set: str = "repeats",
-    alphas: str | Sequence[float] = "default",
-    n_folds: int = 5,
-    backend: str = "auto",
+    test_set: str = DEFAULTS.decoding.test_set,
+    alphas: str | Sequence[float] = DEFAULTS.decoding.alphas,
+    n_folds: int = DEFAULTS.decoding.n_folds,
+    backend: str = DEFAULTS.decoding.backend,
     feature_cache: str | None = None,
     device: str | None = None,
     omp_nthreads: int = 1,
@@ -170,8 +168,8 @@ def init_encoding_wf(
     )
     maps = pe.Node(EncodingMaps(), name="maps", mem_gb=1.0)
     workflow.connect([
-        (inputnode, voxels, [(("mask_file", _first), "mask_files"),
-                             (("betas_files", _first), "reference_file")]),
+        (inputnode, voxels, [(("mask_file", pop_file), "mask_files"),
+                             (("betas_files", pop_file), "reference_file")]),
         (inputnode, extract, [("betas_files", "betas_files"),
                               ("trials_files", "trials_files")]),
         (voxels, extract, [("roi_file", "roi_file")]),
@@ -228,21 +226,21 @@ def connect_participant_encoding(
     """
     from nipype_brainrecon.interfaces.encoding import WriteEncodingDerivatives
 
-    cfg = dict(settings)
+    cfg = {**DEFAULTS.flat(), **settings}
     encoding = init_encoding_wf(
-        blocks=cfg.get("encoding_blocks", ("down1", "mid", "up1")),
-        steps=cfg.get("encoding_steps", ("early", "middle", "late")),
-        strength=cfg.get("strength", 0.8),
-        num_inference_steps=cfg.get("num_inference_steps", 50),
-        guidance_scale=cfg.get("guidance_scale", 5.0),
-        seed=cfg.get("seed", 42),
-        batch_size=cfg.get("batch_size", 8),
-        test_set=cfg.get("test_set", "repeats"),
-        alphas=cfg.get("alphas", "default"),
-        n_folds=cfg.get("n_folds", 5),
-        backend=cfg.get("backend", "auto"),
-        feature_cache=cfg.get("feature_cache"),
-        device=cfg.get("device"),
+        blocks=cfg["encoding_blocks"],
+        steps=cfg["encoding_steps"],
+        strength=cfg["strength"],
+        num_inference_steps=cfg["num_inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+        seed=cfg["seed"],
+        batch_size=cfg["batch_size"],
+        test_set=cfg["test_set"],
+        alphas=cfg["alphas"],
+        n_folds=cfg["n_folds"],
+        backend=cfg["backend"],
+        feature_cache=cfg["feature_cache"],
+        device=cfg["device"],
         omp_nthreads=omp_nthreads,
     )
     runs = participant.runs
@@ -258,7 +256,7 @@ def connect_participant_encoding(
             subject=participant.participant,
             space=participant.space,
             sources=[Path(r.bold).absolute().as_uri() for r in runs],
-            settings={k: v for k, v in cfg.items() if k != "precomputed_betas"},
+            settings=cfg,
         ),
         name="write_encoding",
         mem_gb=1.0,

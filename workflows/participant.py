@@ -9,45 +9,14 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from nipype_brainrecon.interfaces.bids import ParticipantReport, WriteDerivatives
+from nipype_brainrecon.config import DEFAULTS
+from nipype_brainrecon.interfaces.reports import ParticipantReport
 from nipype_brainrecon.workflows.decoding import init_decoding_wf
+from nipype_brainrecon.workflows.outputs import connect_participant_derivatives
 from nipype_brainrecon.workflows.reconstruction import (
     init_evaluation_wf,
     init_reconstruction_wf,
 )
-
-#: Settings of a run and their defaults (the paper's where it gives one).
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "betas_method": "lss",
-    "noise_model": "ols",
-    "hrf_model": "glover",
-    "confounds": "motion+derivatives",
-    "resolution": 320,
-    "test_set": "repeats",
-    "alphas": "default",
-    "n_folds": 5,
-    "backend": "auto",
-    "z_roi": "early",
-    "c_roi": "ventral",
-    "model": "CompVis/stable-diffusion-v1-4",
-    "mode": "z+c",
-    "n_samples": 5,
-    "strength": 0.8,
-    "num_inference_steps": 50,
-    "guidance_scale": 5.0,
-    "seed": 42,
-    "batch_size": 8,
-    "n_chunks": 1,
-    "extractors": ["pixels", "lowlevel"],
-    "eval_size": 425,
-    "device": None,
-    "feature_cache": None,
-    "precomputed_betas": None,
-    # Encoding analysis (--encoding): off by default, it adds U-Net runs and many ridge fits.
-    "encoding": False,
-    "encoding_blocks": ["down1", "mid", "up1"],
-    "encoding_steps": ["early", "middle", "late"],
-}
 
 
 def _train_ids(train_stimuli_file):
@@ -62,6 +31,7 @@ def init_participant_wf(
     *,
     output_dir: str | Path,
     settings: Mapping[str, Any] | None = None,
+    precomputed_betas: Mapping[str, Any] | None = None,
     command: str = "",
     omp_nthreads: int = 1,
     name: str | None = None,
@@ -75,7 +45,10 @@ def init_participant_wf(
     output_dir : path
         Root of the derivatives dataset.
     settings : dict, optional
-        Overrides of :data:`DEFAULT_SETTINGS`.
+        Overrides of the defaults, as flat keys of
+        :meth:`nipype_brainrecon.config.Settings.flat` (``strength``, ``n_samples``, ...).
+    precomputed_betas : dict, optional
+        ``betas_files`` and ``trials_files`` of precomputed single-trial betas (no GLM).
     command : str
         The command line, recorded in the report.
     omp_nthreads : int
@@ -88,11 +61,11 @@ def init_participant_wf(
     nipype.pipeline.engine.Workflow
         A workflow with no inputs to set: everything comes from ``participant``.
     """
-    cfg = {**DEFAULT_SETTINGS, **(settings or {})}
+    cfg = {**DEFAULTS.flat(), **(settings or {})}
     subject = participant.participant
     workflow = pe.Workflow(name=name or f"sub_{subject}_wf")
     runs = participant.runs
-    precomputed = cfg.get("precomputed_betas")
+    precomputed = precomputed_betas
 
     decoding = init_decoding_wf(
         precomputed_betas=bool(precomputed),
@@ -151,22 +124,6 @@ def init_participant_wf(
         run_without_submitting=True,
     )
 
-    write = pe.Node(
-        WriteDerivatives(
-            output_dir=str(output_dir),
-            subject=subject,
-            space=participant.space,
-            bids_dir=str(participant.bids_dir),
-            run_entities=[dict(r.entities) for r in runs],
-            bold_files=[str(r.bold) for r in runs],
-            stim_files=stim_files,
-            settings={k: v for k, v in cfg.items() if k != "precomputed_betas"},
-            command=command,
-        ),
-        name="write_derivatives",
-        mem_gb=1.0,
-        run_without_submitting=True,
-    )
     report = pe.Node(
         ParticipantReport(output_dir=str(output_dir)),
         name="report",
@@ -183,26 +140,18 @@ def init_participant_wf(
             ("outputnode.images_file", "inputnode.images_file"),
             ("outputnode.stimuli_file", "inputnode.stimuli_file"),
             ("outputnode.baseline_images_file", "inputnode.baseline_images_file")]),
-        (decoding, write, [("outputnode.betas_files", "betas_files"),
-                           ("outputnode.trials_files", "trials_files"),
-                           ("outputnode.z_roi_file", "z_roi_file"),
-                           ("outputnode.c_roi_file", "c_roi_file"),
-                           ("outputnode.z_decoder_file", "z_decoder_file"),
-                           ("outputnode.z_decoder_sidecar", "z_decoder_sidecar"),
-                           ("outputnode.c_decoder_file", "c_decoder_file"),
-                           ("outputnode.c_decoder_sidecar", "c_decoder_sidecar"),
-                           ("outputnode.z_predicted_file", "z_predicted_file"),
-                           ("outputnode.c_predicted_file", "c_predicted_file"),
-                           ("outputnode.z_scores", "z_scores"),
-                           ("outputnode.c_scores", "c_scores"),
-                           ("outputnode.z_alpha_counts", "z_alpha_counts"),
-                           ("outputnode.c_alpha_counts", "c_alpha_counts"),
-                           ("outputnode.split_info", "split_info"),
-                           ("outputnode.test_stimuli_file", "test_stimuli_file")]),
-        (reconstruction, write, [("outputnode.images_file", "images_file"),
-                                 ("outputnode.stimuli_file", "images_stimuli_file")]),
-        (evaluation, write, [("outputnode.metrics_file", "metrics_file")]),
     ])  # fmt: skip
+    write = connect_participant_derivatives(
+        workflow,
+        participant,
+        decoding=decoding,
+        reconstruction=reconstruction,
+        evaluation=evaluation,
+        output_dir=output_dir,
+        stim_files=stim_files,
+        settings=cfg,
+        command=command,
+    )
     if cfg["encoding"]:
         from nipype_brainrecon.workflows.encoding import connect_participant_encoding
 

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.interfaces.reconstruction import (
     ConcatenateImages,
     Evaluate,
     Reconstruct,
     ShuffleRows,
 )
+from nipype_brainrecon.workflows.connections import pop_file, second
 
 
 def _chunk_ids(stimuli_file, n_chunks):
@@ -26,14 +28,14 @@ def _chunk_ids(stimuli_file, n_chunks):
 
 def init_reconstruction_wf(
     *,
-    mode: str = "z+c",
-    n_samples: int = 5,
-    strength: float = 0.8,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 5.0,
-    seed: int = 42,
-    batch_size: int = 8,
-    n_chunks: int = 1,
+    mode: str = DEFAULTS.reconstruction.mode,
+    n_samples: int = DEFAULTS.reconstruction.n_samples,
+    strength: float = DEFAULTS.reconstruction.strength,
+    num_inference_steps: int = DEFAULTS.reconstruction.num_inference_steps,
+    guidance_scale: float = DEFAULTS.reconstruction.guidance_scale,
+    seed: int = DEFAULTS.seed,
+    batch_size: int = DEFAULTS.reconstruction.batch_size,
+    n_chunks: int = DEFAULTS.reconstruction.n_chunks,
     shuffled_baseline: bool = True,
     baseline_samples: int = 1,
     device: str | None = None,
@@ -124,7 +126,7 @@ def init_reconstruction_wf(
                                     ("stimuli_file", "stimuli_files")]),
         (concatenate, outputnode, [("images_file", "images_file"),
                                    ("stimuli_file", "stimuli_file")]),
-        (reconstruct, outputnode, [(("settings", _first), "settings")]),
+        (reconstruct, outputnode, [(("settings", pop_file), "settings")]),
     ])  # fmt: skip
     if shuffled_baseline:
         both = pe.Node(niu.Merge(2), name="both_features", mem_gb=0.5, run_without_submitting=True)
@@ -137,26 +139,18 @@ def init_reconstruction_wf(
         workflow.connect([
             (inputnode, both, [("z_file", "in1"), ("c_file", "in2")]),
             (both, shuffle, [("out", "in_files")]),
-            (shuffle, shuffled, [(("out_files", _first), "z_file"),
-                                 (("out_files", _second), "c_file")]),
+            (shuffle, shuffled, [(("out_files", pop_file), "z_file"),
+                                 (("out_files", second), "c_file")]),
             (inputnode, shuffled, [("stimuli_file", "stimuli_file"), ("model", "model")]),
             (shuffled, outputnode, [("images_file", "baseline_images_file")]),
         ])  # fmt: skip
     return workflow
 
 
-def _first(items):
-    return items[0]
-
-
-def _second(items):
-    return items[1]
-
-
 def init_evaluation_wf(
     *,
-    extractors: Sequence[str] = ("pixels", "lowlevel"),
-    size: int = 425,
+    extractors: Sequence[str] = DEFAULTS.evaluation.extractors,
+    size: int = DEFAULTS.evaluation.eval_size,
     name: str = "evaluation_wf",
 ) -> pe.Workflow:
     """Score reconstructions against the seen images, with chance levels and baselines.

@@ -19,24 +19,37 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..config import DEFAULTS as D
+from ._specs import default_first
+
 
 class _SingleTrialBetasInputSpec(BaseInterfaceInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="preprocessed 4D BOLD run (fMRIPrep)")
     events_file = File(exists=True, mandatory=True, desc="BIDS events.tsv with a stim_file column")
     confounds_file = File(exists=True, desc="fMRIPrep desc-confounds_timeseries.tsv")
     mask_file = File(exists=True, mandatory=True, desc="brain mask of the run")
-    method = traits.Enum("lss", "lsa", usedefault=True, desc="least-squares separate or all")
-    hrf_model = traits.Str("glover", usedefault=True, desc="nilearn HRF model name")
-    drift_model = traits.Enum("cosine", "polynomial", None, usedefault=True, desc="drift model")
-    high_pass = traits.Float(1 / 128, usedefault=True, desc="cosine drift cut-off (Hz)")
+    method = traits.Enum(
+        *default_first(D.glm.betas_method, "lss", "lsa"),
+        usedefault=True,
+        desc="least-squares separate or all",
+    )
+    hrf_model = traits.Str(D.glm.hrf_model, usedefault=True, desc="nilearn HRF model name")
+    drift_model = traits.Enum(
+        *default_first(D.glm.drift_model, "cosine", "polynomial", None),
+        usedefault=True,
+        desc="drift model",
+    )
+    high_pass = traits.Float(D.glm.high_pass, usedefault=True, desc="cosine drift cut-off (Hz)")
     confounds = traits.Either(
         traits.Str,
         traits.List(traits.Str),
-        default="motion+derivatives",
+        default=D.glm.confounds,
         usedefault=True,
         desc="confound preset or list of confound columns",
     )
-    noise_model = traits.Enum("ols", "ar1", usedefault=True, desc="GLM noise model")
+    noise_model = traits.Enum(
+        *default_first(D.glm.noise_model, "ols", "ar1"), usedefault=True, desc="GLM noise model"
+    )
     repetition_time = traits.Float(desc="TR in seconds (default: from the BOLD header)")
     run_label = traits.Str(desc="run label written into the trials table")
 
@@ -91,8 +104,12 @@ class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
     captions_file = File(exists=True, mandatory=True, desc="captions table (stim_file, caption)")
     dataset_dir = traits.Directory(exists=True, desc="BIDS root (stimulus links may point in it)")
     model = traits.Str(mandatory=True, desc="diffusers model folder or hub id")
-    resolution = traits.Int(320, usedefault=True, desc="image size before VAE encoding (px)")
-    batch_size = traits.Int(8, usedefault=True, desc="images (or captions) per model call")
+    resolution = traits.Int(
+        D.decoding.resolution, usedefault=True, desc="image size before VAE encoding (px)"
+    )
+    batch_size = traits.Int(
+        D.decoding.feature_batch_size, usedefault=True, desc="images (or captions) per model call"
+    )
     cache_dir = traits.Directory(desc="feature cache shared across subjects and reruns")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     progress = traits.Bool(False, usedefault=True, desc="show progress bars")
@@ -197,7 +214,7 @@ class _SplitTrialsInputSpec(BaseInterfaceInputSpec):
     data_file = File(exists=True, mandatory=True, desc="trials × voxels matrix (.npy)")
     trials_file = File(exists=True, mandatory=True, desc="trials table in the rows' order")
     test_set = traits.Str(
-        "repeats",
+        D.decoding.test_set,
         usedefault=True,
         desc="'repeats' (stimuli shown more than once), 'column:<name>' or a list file",
     )
@@ -274,12 +291,18 @@ class _FitDecoderInputSpec(BaseInterfaceInputSpec):
     alphas = traits.Either(
         traits.Enum("default", "paper"),
         traits.List(traits.Float),
-        default="default",
+        default=D.decoding.alphas,
         usedefault=True,
         desc="alpha grid: 'default' (wide), 'paper' (1e-6..1) or explicit values",
     )
-    n_folds = traits.Int(5, usedefault=True, desc="cross-validation folds for the alpha choice")
-    backend = traits.Enum("auto", "numpy", "torch", usedefault=True, desc="solver backend")
+    n_folds = traits.Int(
+        D.decoding.n_folds, usedefault=True, desc="cross-validation folds for the alpha choice"
+    )
+    backend = traits.Enum(
+        *default_first(D.decoding.backend, "auto", "numpy", "torch"),
+        usedefault=True,
+        desc="solver backend",
+    )
     target_label = traits.Str(mandatory=True, desc="what is decoded (z or c)")
     roi_label = traits.Str(mandatory=True, desc="ROI the voxels come from")
     metadata = traits.Dict(desc="provenance written into the decoder sidecar")

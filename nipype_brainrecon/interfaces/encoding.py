@@ -17,6 +17,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..config import DEFAULTS as D
+from ._specs import default_first
+
 
 class _EncodingFeaturesInputSpec(BaseInterfaceInputSpec):
     z_file = File(exists=True, mandatory=True, desc="VAE latents z of every stimulus (.npy)")
@@ -24,23 +27,33 @@ class _EncodingFeaturesInputSpec(BaseInterfaceInputSpec):
     stimuli_file = File(exists=True, mandatory=True, desc="TSV naming the feature rows (stim_id)")
     model = traits.Str(mandatory=True, desc="diffusers model folder or hub id")
     blocks = traits.List(
-        traits.Str, ["down1", "mid", "up1"], usedefault=True, desc="U-Net blocks to hook"
+        traits.Str, list(D.encoding.blocks), usedefault=True, desc="U-Net blocks to hook"
     )
     steps = traits.List(
         traits.Str,
-        ["early", "middle", "late"],
+        list(D.encoding.steps),
         usedefault=True,
         desc="denoising steps captured (early, middle, late)",
     )
     conditions = traits.List(
         traits.Enum("c", "none"), ["c", "none"], usedefault=True, desc="conditioning of the runs"
     )
-    strength = traits.Float(0.8, usedefault=True, desc="noise level of the init latent")
-    num_inference_steps = traits.Int(50, usedefault=True, desc="DDIM schedule length")
-    guidance_scale = traits.Float(5.0, usedefault=True, desc="classifier-free guidance scale")
-    seed = traits.Int(42, usedefault=True, desc="seed of the noise")
-    pool = traits.Int(8, usedefault=True, desc="largest side of pooled activation maps")
-    batch_size = traits.Int(8, usedefault=True, desc="stimuli per U-Net call")
+    strength = traits.Float(
+        D.reconstruction.strength, usedefault=True, desc="noise level of the init latent"
+    )
+    num_inference_steps = traits.Int(
+        D.reconstruction.num_inference_steps, usedefault=True, desc="DDIM schedule length"
+    )
+    guidance_scale = traits.Float(
+        D.reconstruction.guidance_scale, usedefault=True, desc="classifier-free guidance scale"
+    )
+    seed = traits.Int(D.seed, usedefault=True, desc="seed of the noise")
+    pool = traits.Int(
+        D.encoding.pool, usedefault=True, desc="largest side of pooled activation maps"
+    )
+    batch_size = traits.Int(
+        D.reconstruction.batch_size, usedefault=True, desc="stimuli per U-Net call"
+    )
     cache_dir = Directory(desc="feature cache shared across subjects and reruns")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
@@ -138,12 +151,18 @@ class _FitEncodingModelsInputSpec(BaseInterfaceInputSpec):
     alphas = traits.Either(
         traits.Enum("default", "paper"),
         traits.List(traits.Float),
-        default="default",
+        default=D.decoding.alphas,
         usedefault=True,
         desc="alpha grid: 'default' (wide), 'paper' (1e-6..1) or explicit values",
     )
-    n_folds = traits.Int(5, usedefault=True, desc="cross-validation folds for the alpha choice")
-    backend = traits.Enum("auto", "numpy", "torch", usedefault=True, desc="solver backend")
+    n_folds = traits.Int(
+        D.decoding.n_folds, usedefault=True, desc="cross-validation folds for the alpha choice"
+    )
+    backend = traits.Enum(
+        *default_first(D.decoding.backend, "auto", "numpy", "torch"),
+        usedefault=True,
+        desc="solver backend",
+    )
     seed = traits.Int(0, usedefault=True, desc="seed of the chance-level permutations")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
 
@@ -271,7 +290,7 @@ class _WriteEncodingDerivativesInputSpec(BaseInterfaceInputSpec):
     subject = traits.Str(mandatory=True, desc="participant label without sub-")
     space = traits.Str("T1w", usedefault=True, desc="space label of the maps")
     task = traits.Str(desc="task label of the runs")
-    summary = traits.Dict(mandatory=True, desc="summary from WriteDerivatives (to extend)")
+    summary = traits.Dict(mandatory=True, desc="summary from AssembleDerivatives (to extend)")
     map_files = traits.List(File(exists=True), mandatory=True, desc="NIfTI maps")
     map_names = traits.List(traits.Str, mandatory=True, desc="name of each map")
     roi_summary_file = File(exists=True, mandatory=True, desc="ROI table (TSV)")
@@ -290,7 +309,7 @@ class _WriteEncodingDerivativesOutputSpec(TraitedSpec):
 class WriteEncodingDerivatives(SimpleInterface):
     """Copy the encoding maps and ROI table into ``sub-<label>/func`` of the derivatives.
 
-    Runs after :class:`~nipype_brainrecon.interfaces.bids.WriteDerivatives` (which replaces the
+    Runs after :class:`~nipype_brainrecon.interfaces.derivatives.AssembleDerivatives` (which replaces the
     subject folder whole).
     """
 

@@ -12,6 +12,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..config import DEFAULTS as D
+from ._specs import default_first
+
 
 class _ReconstructInputSpec(BaseInterfaceInputSpec):
     z_file = File(exists=True, mandatory=True, desc="decoded latents z of the test stimuli (.npy)")
@@ -21,13 +24,27 @@ class _ReconstructInputSpec(BaseInterfaceInputSpec):
         traits.Str, desc="reconstruct only these stimuli (for MapNode splits); default all"
     )
     model = traits.Str(mandatory=True, desc="diffusers model folder or hub id")
-    mode = traits.Enum("z+c", "z", "c", usedefault=True, desc="z+c (paper), z only or c only")
-    n_samples = traits.Int(5, usedefault=True, desc="samples per test image (paper: 5)")
-    strength = traits.Float(0.8, usedefault=True, desc="img2img noise strength (paper: 0.8)")
-    num_inference_steps = traits.Int(50, usedefault=True, desc="DDIM steps (paper: 50)")
-    guidance_scale = traits.Float(5.0, usedefault=True, desc="classifier-free guidance (paper: 5)")
-    seed = traits.Int(42, usedefault=True, desc="random seed (paper: 42)")
-    batch_size = traits.Int(8, usedefault=True, desc="images × samples per network call")
+    mode = traits.Enum(
+        *default_first(D.reconstruction.mode, "z+c", "z", "c"),
+        usedefault=True,
+        desc="z+c (paper), z only or c only",
+    )
+    n_samples = traits.Int(
+        D.reconstruction.n_samples, usedefault=True, desc="samples per test image (paper: 5)"
+    )
+    strength = traits.Float(
+        D.reconstruction.strength, usedefault=True, desc="img2img noise strength (paper: 0.8)"
+    )
+    num_inference_steps = traits.Int(
+        D.reconstruction.num_inference_steps, usedefault=True, desc="DDIM steps (paper: 50)"
+    )
+    guidance_scale = traits.Float(
+        D.reconstruction.guidance_scale, usedefault=True, desc="classifier-free guidance (paper: 5)"
+    )
+    seed = traits.Int(D.seed, usedefault=True, desc="random seed (paper: 42)")
+    batch_size = traits.Int(
+        D.reconstruction.batch_size, usedefault=True, desc="images × samples per network call"
+    )
     output_size = traits.Int(desc="resize outputs to this size (px); default the model's own")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
@@ -125,9 +142,11 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
         traits.Str, desc="training stim_ids whose mean image is the trivial baseline"
     )
     extractors = InputMultiObject(
-        traits.Str, value=["pixels", "lowlevel"], usedefault=True, desc="feature extractors"
+        traits.Str, value=list(D.evaluation.extractors), usedefault=True, desc="feature extractors"
     )
-    size = traits.Int(425, usedefault=True, desc="image size of PixCorr and SSIM (px)")
+    size = traits.Int(
+        D.evaluation.eval_size, usedefault=True, desc="image size of PixCorr and SSIM (px)"
+    )
 
 
 class _EvaluateOutputSpec(TraitedSpec):

@@ -1,0 +1,238 @@
+"""One writer per stage for a subject's derivatives, and the step that puts them in place.
+
+Each stage writer (:func:`stage_betas`, :func:`stage_decoder`, :func:`stage_reconstructions`)
+writes what it generates (sidecars, PNGs) into a staging folder of its own and returns
+
+* ``files``: ``{path relative to sub-<label>/: source file}`` (generated or the stage's
+  outputs, copied only when the subject is assembled), and
+* ``section``: its part of the summary the report is built from (paths as they will be).
+
+:func:`assemble_subject` copies every stage's files into ``sub-<label>/`` under a temporary
+name and moves it into place (whole or not at all), then writes ``logs/sub-<label>_summary.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..config import DEFAULTS
+from ..io import atomic_directory
+from .files import copy_file, provenance, sidecar_of, write_json
+from .layout import PIPELINE_NAME, label, run_prefix, subject_metrics_name
+
+#: Keys of the summary in the order the report reads them.
+SUMMARY_KEYS = (
+    "subject", "software", "command", "settings", "inputs", "reference_bold", "rois", "split",
+    "decoding", "alpha_counts", "test_stimuli", "metrics", "errors",
+)  # fmt: skip
+
+Files = dict[str, str]
+
+
+def _subject_dir(output_dir: str | os.PathLike, subject: str) -> Path:
+    return Path(output_dir) / f"sub-{subject}"
+
+
+def stage_betas(
+    staging: str | os.PathLike,
+    *,
+    output_dir: str | os.PathLike,
+    subject: str,
+    run_entities: Sequence[Mapping[str, str]],
+    bold_files: Sequence[str],
+    betas_files: Sequence[str],
+    trials_files: Sequence[str],
+    settings: Mapping[str, Any],
+    space: str = "T1w",
+) -> tuple[Files, dict[str, Any]]:
+    """The betas stage: per-run betas (+ sidecar) and trials tables under ``func/``."""
+    staging = Path(staging)
+    method = label(settings.get("betas_method", DEFAULTS.glm.betas_method))
+    files: Files = {}
+    for entities, bold, betas, trials in zip(
+        run_entities, bold_files, betas_files, trials_files, strict=True
+    ):
+        prefix = run_prefix(subject, entities)
+        rel = f"func/{prefix}_space-{space}_desc-{method}_betas.nii.gz"
+        files[rel] = str(betas)
+        files[f"func/{prefix}_desc-{method}_trials.tsv"] = str(trials)
+        sidecar = sidecar_of(staging / rel)
+        write_json(
+            sidecar,
+            {
+                "Description": "Single-trial response amplitudes, one volume per trial",
+                "Sources": [str(Path(bold).absolute().as_uri())],
+                **provenance(settings),
+            },
+        )
+        files[sidecar_of(Path(rel)).as_posix()] = str(sidecar)
+    subject_dir = _subject_dir(output_dir, subject)
+    section = {
+        "inputs": {
+            "n_runs": len(bold_files),
+            "bold_files": [str(b) for b in bold_files],
+            "betas_files": [str(subject_dir / r) for r in files if r.endswith("_betas.nii.gz")],
+        },
+        "reference_bold": str(bold_files[0]),
+    }
+    return files, section
+
+
+def stage_decoder(
+    staging: str | os.PathLike,
+    *,
+    output_dir: str | os.PathLike,
+    subject: str,
+    target: str,
+    roi_file: str,
+    decoder_file: str,
+    decoder_sidecar: str,
+    predicted_file: str,
+    scores: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    bold_files: Sequence[str] = (),
+    alpha_counts: Mapping[str, int] | None = None,
+    space: str = "T1w",
+) -> tuple[Files, dict[str, Any]]:
+    """The decoding stage of one target (z or c): its ROI mask, decoder, predictions, scores."""
+    import json
+
+    staging = Path(staging)
+    default_roi = getattr(DEFAULTS.decoding, f"{target}_roi")
+    roi_name = str(scores.get("roi") or settings.get(f"{target}_roi", default_roi))
+    raw_sources = [str(Path(b).absolute().as_uri()) for b in bold_files]
+    mask = f"func/sub-{subject}_space-{space}_label-{label(roi_name)}_mask.nii.gz"
+    stem = f"decoding/sub-{subject}_target-{target}_roi-{label(roi_name)}"
+    files: Files = {mask: str(roi_file)}
+    generated = {
+        sidecar_of(Path(mask)).as_posix(): {
+            "Type": "ROI",
+            "Description": f"Region decoding {target}: {roi_name}",
+            "RawSources": raw_sources[:1],
+            "SpatialReference": raw_sources[0] if raw_sources else "",
+        },
+        f"{stem}_decoder.json": {
+            **json.loads(Path(decoder_sidecar).read_text()),
+            **provenance(settings),
+        },
+        f"{stem}_scores.json": dict(scores),
+    }
+    files[f"{stem}_decoder.safetensors"] = str(decoder_file)
+    files[f"{stem}_predicted.npy"] = str(predicted_file)
+    for rel, content in generated.items():
+        files[rel] = str(write_json(staging / rel, content))
+    roi = {
+        "name": roi_name,
+        "mask": str(_subject_dir(output_dir, subject) / mask),
+        "n_voxels": int(scores.get("n_voxels", 0)),
+    }
+    section = {
+        "rois": {target: roi},
+        "decoding": {target: dict(scores)},
+        "alpha_counts": {target: dict(alpha_counts or {})},
+    }
+    return files, section
+
+
+def stage_reconstructions(
+    staging: str | os.PathLike,
+    *,
+    output_dir: str | os.PathLike,
+    subject: str,
+    images_file: str,
+    images_stimuli_file: str,
+    stim_files: Mapping[str, str],
+    metrics_file: str,
+    test_stimuli_file: str,
+    split_info: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> tuple[Files, dict[str, Any]]:
+    """The reconstruction stage: PNGs per sample, the test stimuli, the metrics (+ sidecar)."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    staging = Path(staging)
+    subject_dir = _subject_dir(output_dir, subject)
+    images = np.load(images_file)
+    ids = pd.read_csv(images_stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"]
+    (staging / "recon").mkdir(parents=True, exist_ok=True)
+    files: Files = {f"decoding/sub-{subject}_stimuli.tsv": str(test_stimuli_file)}
+    test_stimuli = []
+    for row, sid in enumerate(ids):
+        paths = []
+        for k in range(images.shape[1]):
+            rel = f"recon/sub-{subject}_stim-{label(sid)}_sample-{k}_recon.png"
+            Image.fromarray(images[row, k]).save(staging / rel)
+            files[rel] = str(staging / rel)
+            paths.append(str(subject_dir / rel))
+        test_stimuli.append(
+            {"stim_id": sid, "stimulus": str(stim_files[sid]), "reconstructions": paths}
+        )
+    metrics_name = subject_metrics_name(subject)
+    files[metrics_name] = str(metrics_file)
+    sidecar = write_json(
+        staging / metrics_name.replace(".tsv", ".json"),
+        {
+            "Description": "Reconstruction metrics with chance levels and baselines",
+            "NumberOfTestImages": int(images.shape[0]),
+            "SamplesPerImage": int(images.shape[1]),
+            **provenance(settings),
+        },
+    )
+    files[sidecar.name] = str(sidecar)
+    section = {
+        "split": dict(split_info),
+        "test_stimuli": test_stimuli,
+        "metrics": str(subject_dir / metrics_name),
+    }
+    return files, section
+
+
+def merge_sections(sections: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stage sections merged into one; dict values of the same key are merged one level deep."""
+    merged: dict[str, Any] = {}
+    for section in sections:
+        for key, value in section.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = dict(value) if isinstance(value, Mapping) else value
+    return merged
+
+
+def assemble_subject(
+    *,
+    output_dir: str | os.PathLike,
+    subject: str,
+    files: Sequence[Mapping[str, str]],
+    sections: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    bids_dir: str | os.PathLike,
+    command: str = "",
+) -> tuple[Path, dict[str, Any]]:
+    """Put every stage's files into ``sub-<label>/`` (whole or not at all); write the summary.
+
+    Returns the subject folder and the summary the HTML report is built from.
+    """
+    subject_dir = _subject_dir(output_dir, subject)
+    with atomic_directory(subject_dir, overwrite=True) as tmp:
+        for stage in files:
+            for rel, src in stage.items():
+                copy_file(src, tmp / rel)
+    merged = merge_sections(sections)
+    merged["inputs"] = {"bids_dir": str(bids_dir), **merged.get("inputs", {})}
+    merged.update(
+        subject=subject,
+        software={"name": PIPELINE_NAME, "version": __version__},
+        command=command,
+        settings=dict(settings),
+        errors=[],
+    )
+    summary = {key: merged[key] for key in SUMMARY_KEYS if key in merged}
+    write_json(Path(output_dir) / "logs" / f"sub-{subject}_summary.json", summary)
+    return subject_dir, summary
