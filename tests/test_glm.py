@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from nilearn.glm.first_level import FirstLevelModel, compute_regressor
 
-from nipype_brainrecon import glm
 from nipype_brainrecon.errors import DataError, MissingInputError, OutputError, UsageError
 from nipype_brainrecon.glm import (
     CONFOUND_PRESETS,
     combine_runs,
+    design,
     estimate_single_trial_betas,
     load_events,
     load_precomputed_betas,
@@ -292,7 +292,7 @@ def test_fallback_regressors_give_the_same_betas(monkeypatch):
     fast, _ = estimate_single_trial_betas(
         run["bold"], run["events"], run["confounds"], run["mask"], hrf_model="glover + derivative"
     )
-    monkeypatch.setattr(glm, "_fast_path_matches", lambda *a: False)
+    monkeypatch.setattr(design, "_fast_path_matches", lambda *a: False)
     slow, _ = estimate_single_trial_betas(
         run["bold"], run["events"], run["confounds"], run["mask"], hrf_model="glover + derivative"
     )
@@ -307,7 +307,7 @@ def test_fast_regressors_equal_compute_regressor(t_r):
     onsets = np.sort(rng.uniform(0, n * t_r - 5, 10))
     durations = rng.choice([0.0, 0.5, 3.0], 10)
     for hrf in ("glover", "spm + derivative + dispersion"):
-        own, _ = glm._trial_regressors(onsets, durations, frame_times, hrf)
+        own, _ = design.trial_regressors(onsets, durations, frame_times, hrf)
         for j in range(10):
             ref, _ = compute_regressor(
                 np.array([[onsets[j]], [durations[j]], [1.0]]), hrf, frame_times
