@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from nipype_brainrecon import __version__
+from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.errors import (
     EXIT_FAILURE,
     EXIT_INVALID_BIDS,
@@ -76,7 +77,8 @@ def _derivative(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used to document the CLI)."""
+    """The argument parser (also used to document the CLI); defaults from the settings object."""
+    D = DEFAULTS
     parser = _Parser(
         prog="brainrecon",
         description=(
@@ -118,16 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("regions of interest")
     g.add_argument("--roi-dseg", type=Path, help="ROI segmentation (default: the fMRIPrep one)")
     g.add_argument("--roi-labels", type=Path, help="its label table (dseg.tsv)")
-    g.add_argument("--z-roi", nargs="+", default=["early"], help="region(s) decoding z")
-    g.add_argument("--c-roi", nargs="+", default=["ventral"], help="region(s) decoding c")
+    g.add_argument("--z-roi", nargs="+", default=[D.decoding.z_roi], help="region(s) decoding z")
+    g.add_argument("--c-roi", nargs="+", default=[D.decoding.c_roi], help="region(s) decoding c")
     g = parser.add_argument_group("decoding")
-    g.add_argument("--betas-method", choices=["lss", "lsa"], default="lss", help="GLM")
-    g.add_argument("--noise-model", choices=["ols", "ar1"], default="ols", help="GLM noise")
+    g.add_argument("--betas-method", choices=["lss", "lsa"], default=D.glm.betas_method, help="GLM")
     g.add_argument(
-        "--test-set", default="repeats", help="'repeats', 'column:<name>' or a list file"
+        "--noise-model", choices=["ols", "ar1"], default=D.glm.noise_model, help="GLM noise"
     )
-    g.add_argument("--alphas", choices=["default", "paper"], default="default", help="ridge grid")
-    g.add_argument("--resolution", type=_positive_int, help="image size for z (default 320)")
+    g.add_argument(
+        "--test-set", default=D.decoding.test_set, help="'repeats', 'column:<name>' or a list file"
+    )
+    g.add_argument(
+        "--alphas", choices=["default", "paper"], default=D.decoding.alphas, help="ridge grid"
+    )
+    g.add_argument(
+        "--resolution",
+        type=_positive_int,
+        help=f"image size for z (default {D.decoding.resolution})",
+    )
     g = parser.add_argument_group("encoding analysis")
     g.add_argument(
         "--encoding",
@@ -137,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--encoding-blocks",
         nargs="*",
-        default=["down1", "mid", "up1"],
+        default=list(D.encoding.blocks),
         metavar="BLOCK",
         help="U-Net blocks hooked for encoding features: down<i>, mid, up<i> (none: no U-Net)",
     )
@@ -145,26 +155,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoding-steps",
         nargs="+",
         choices=["early", "middle", "late"],
-        default=["early", "middle", "late"],
+        default=list(D.encoding.steps),
         help="denoising steps at which U-Net features are captured",
     )
     g = parser.add_argument_group("reconstruction")
     g.add_argument(
         "--model",
-        default="CompVis/stable-diffusion-v1-4",
+        default=D.reconstruction.model,
         help="diffusers folder or hub id; 'demo' = the small model shipped with the package",
     )
-    g.add_argument("--mode", choices=["z+c", "z", "c"], default="z+c", help="conditioning")
-    g.add_argument("--samples", type=_positive_int, default=5, help="samples per image")
-    g.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps")
-    g.add_argument("--strength", type=_strength, default=0.8, help="img2img strength")
-    g.add_argument("--guidance", type=float, default=5.0, help="guidance scale")
-    g.add_argument("--random-seed", type=int, default=42, help="seed of everything random")
+    g.add_argument(
+        "--mode", choices=["z+c", "z", "c"], default=D.reconstruction.mode, help="conditioning"
+    )
+    g.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=D.reconstruction.n_samples,
+        help="samples per image",
+    )
+    g.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=D.reconstruction.num_inference_steps,
+        help="DDIM steps",
+    )
+    g.add_argument(
+        "--strength", type=_strength, default=D.reconstruction.strength, help="img2img strength"
+    )
+    g.add_argument(
+        "--guidance", type=float, default=D.reconstruction.guidance_scale, help="guidance scale"
+    )
+    g.add_argument("--random-seed", type=int, default=D.seed, help="seed of everything random")
     g.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: auto)")
     g.add_argument(
         "--reconstruction-jobs",
         type=_positive_int,
-        default=1,
+        default=D.reconstruction.n_chunks,
         metavar="N",
         help="split the test images into N reconstruction jobs that MultiProc or a cluster "
         "runs in parallel (same outputs as one job)",
@@ -287,16 +313,14 @@ def _settings(args) -> dict:
     model = _model_path(args.model)
     resolution = args.resolution
     if resolution is None:
-        resolution = 320
+        resolution = DEFAULTS.decoding.resolution
         if args.model == "demo":
             from nipype_brainrecon.diffusion.models import native_resolution
 
             resolution = native_resolution(model)
-    from nipype_brainrecon.workflows.participant import DEFAULT_SETTINGS
-
     # The demo model draws the simulator's stimuli, whose captions name object colours and a
     # background: the weights-free "scene" metric scores that semantic content.
-    extractors = list(DEFAULT_SETTINGS["extractors"])
+    extractors = list(DEFAULTS.evaluation.extractors)
     if args.model == "demo":
         extractors.append("scene")
     return {
@@ -551,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 validate_bids(args.bids_dir)
         if record:
-            from nipype_brainrecon.datalad import run_recorded
+            from nipype_brainrecon.bids_app.datalad_run import run_recorded
 
             return run_recorded(parser, args, inputs=prepared, settings=_settings(args))
         with _participant_locks(args):

@@ -413,6 +413,7 @@ def test_run_record_parses_and_rerun_replays(tmp_path, git_env):
 
 def test_should_record_and_replay_argv(tmp_path, monkeypatch):
     from nipype_brainrecon.bids_app.cli import build_parser
+    from nipype_brainrecon.bids_app.datalad_run import replay_argv
 
     out = tmp_path / "out"
     assert brd.should_record(None, out) is False
@@ -446,7 +447,7 @@ def test_should_record_and_replay_argv(tmp_path, monkeypatch):
             "/elsewhere/labels.tsv",
         ]
     )
-    argv = brd.replay_argv(parser, args, root=out, participant="sub-02")
+    argv = replay_argv(parser, args, root=out, participant="sub-02")
     tail = ["--no-datalad"] if "--no-datalad" in parser.format_help() else []
     assert argv == [
         "sourcedata/raw",
@@ -480,6 +481,7 @@ def test_participant_run_recorded_and_rerun_byte_identical(origin, tmp_path, git
     """YODA: inputs cloned as subdatasets of the output; one ``datalad run`` per participant;
     ``datalad rerun`` replays it to the same bytes."""
     from nipype_brainrecon.bids_app.cli import build_parser
+    from nipype_brainrecon.bids_app.datalad_run import run_recorded
     from nipype_brainrecon.diffusion.models import build_tiny_sd
 
     model = build_tiny_sd(tmp_path / "model", profile="demo")
@@ -530,7 +532,7 @@ def test_participant_run_recorded_and_rerun_byte_identical(origin, tmp_path, git
             "1",
         ]
     )
-    code = brd.run_recorded(parser, args, inputs=prepared, settings={"steps": 4})
+    code = run_recorded(parser, args, inputs=prepared, settings={"steps": 4})
     assert code == 0, capsys.readouterr().err[-2000:]
     ds = dl.Dataset(str(out))
     assert not ds.repo.dirty
