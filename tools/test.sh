@@ -30,5 +30,5 @@ fi
 phase validate "$t"
 
 t=$(date +%s)
-python -m pytest --doctest-modules nipype_brainrecon workflows tests
+python -m pytest  # testpaths, doctests and markers: pyproject.toml
 phase pytest "$t"
