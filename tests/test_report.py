@@ -23,6 +23,8 @@ from PIL import Image
 from nipype_brainrecon import reports as report
 from nipype_brainrecon.errors import DataError, UsageError
 from nipype_brainrecon.evaluation import evaluate
+from nipype_brainrecon.reports import participant as participant_report
+from nipype_brainrecon.reports.summary import ParticipantSummary
 from nipype_brainrecon.synthetic.simulate import ROI_LABELS, brain_grid
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
@@ -361,7 +363,7 @@ def test_decoding_table_and_alpha_histogram(tmp_path):
         "2-way identification",
         "chance",
     ]
-    keys = [k for k, _ in report._DECODING_COLUMNS]
+    keys = [k for k, _ in participant_report._DECODING_COLUMNS]
     for cells, (target, d) in zip(rows[1:], summary["decoding"].items(), strict=True):
         assert cells[0].text() == target
         for key, cell in zip(keys, cells[1:], strict=True):
@@ -377,7 +379,7 @@ def test_decoding_table_and_alpha_histogram(tmp_path):
     assert "beats" not in c[r].classes() and "beats" in c[p].classes()
     assert "mean training feature" in dom.by_id("decoding").text()
 
-    alphas, counts = report.alpha_histogram(summary["alpha_counts"]["z"])
+    alphas, counts = report.sorted_alpha_counts(summary["alpha_counts"]["z"])
     assert alphas == [0.01, 100.0, 1000.0] and counts == [3, 25, 4]
     svg = ET.parse(deriv / "sub-01" / "figures" / "sub-01_desc-alphas_hist.svg").getroot()
     assert svg.tag.endswith("svg")
@@ -386,7 +388,7 @@ def test_decoding_table_and_alpha_histogram(tmp_path):
     patches = [g for g in svg.iter() if (g.get("id") or "").startswith("patch_")]
     assert len(patches) >= n_bars
     with pytest.raises(DataError, match="alpha_counts"):
-        report.alpha_histogram({"ten": 3})
+        report.sorted_alpha_counts({"ten": 3})
 
 
 def test_roi_figure_and_cut_coordinates(tmp_path):
@@ -491,6 +493,42 @@ def test_failed_run_still_gives_a_report(tmp_path):
     assert "sub-02" in next(dom.iter("h1")).text()
     with pytest.raises(UsageError, match="subject"):
         report.write_participant_report({}, deriv / "x.html", figures_dir=deriv)
+
+
+def test_summary_is_checked_on_entry(tmp_path):
+    """The summary becomes typed records; an entry of the wrong kind is named in the error."""
+    s = ParticipantSummary.from_dict(
+        {
+            "subject": "sub-03",
+            "inputs": {"n_runs": 2, "bids_dir": tmp_path},
+            "rois": {"z": "mask.nii.gz"},
+            "errors": ["x", {"error": "y", "crashfile": "/c.txt"}],
+        }
+    )
+    assert s.subject == "03" and s.prefix == "sub-03"
+    assert s.inputs.n_runs == 2 and s.inputs.bids_dir == str(tmp_path)
+    assert s.rois[0].mask == "mask.nii.gz" and s.rois[0].name is None
+    assert [(e.message, e.crash_file) for e in s.errors] == [("x", None), ("y", "/c.txt")]
+    bad_entries = [
+        ({"rois": ["early"]}, "rois is a list"),
+        ({"inputs": {"n_runs": "two"}}, "inputs.n_runs"),
+        ({"test_stimuli": [{"stimulus": 3}]}, r"test_stimuli\[0\]\.stimulus"),
+        ({"encoding": {"maps": []}}, "roi_table"),
+        ({"decoding": {"z": 0.3}}, "decoding.z"),
+    ]
+    for bad, match in bad_entries:
+        with pytest.raises(UsageError, match=match):
+            report.write_participant_report(
+                {"subject": "01", **bad}, tmp_path / "x.html", figures_dir=tmp_path
+            )
+    assert not (tmp_path / "x.html").exists()
+    # a ParticipantSummary gives the page its mapping gives
+    d = {"subject": "04", "errors": ["BIDS input invalid"], "settings": {"seed": 1}}
+    a = report.write_participant_report(d, tmp_path / "a.html", figures_dir=tmp_path)
+    b = report.write_participant_report(
+        ParticipantSummary.from_dict(d), tmp_path / "b.html", figures_dir=tmp_path
+    )
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_same_summary_gives_same_bytes(tmp_path):

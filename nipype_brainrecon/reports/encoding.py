@@ -10,32 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DataError, UsageError
+from .figures import ROI_COLOURS, mean_volume, new_figure, save_svg
+from .layout import Cell, figure_html, html_table, macro
+from .markup import escape, format_value, relative_url
+from .summary import EncodingSummary
 
 if TYPE_CHECKING:  # pragma: no cover
     import nibabel as nib
     import pandas as pd
-
-
-def _new_figure(figsize: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_svg(fig: Any, out: str | os.PathLike) -> Path:
-    import io
-
-    import matplotlib
-
-    from ..io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    with matplotlib.rc_context({"svg.hashsalt": "nipype-brainrecon", "svg.fonttype": "path"}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    return atomic_write_bytes(out, buffer.getvalue())
 
 
 def plot_encoding_maps(
@@ -70,7 +52,7 @@ def plot_encoding_maps(
     if not maps:
         raise UsageError("maps: give at least one (title, path) pair")
     images = [nib.load(p) for _, p in maps]
-    fig = _new_figure((12, 2.4 * len(maps)))
+    fig = new_figure((12, 2.4 * len(maps)))
     height = 1.0 / len(maps)
     for row, ((title, _), img) in enumerate(zip(maps, images, strict=True)):
         data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -91,7 +73,7 @@ def plot_encoding_maps(
             vmin=-top, vmax=top, cmap="RdBu_r", colorbar=True, annotate=True,
             draw_cross=False, black_bg=True, threshold=0.1 * top,
         )  # fmt: skip
-    return _save_svg(fig, out_svg)
+    return save_svg(fig, out_svg)
 
 
 def plot_roi_summary(
@@ -127,10 +109,9 @@ def plot_roi_summary(
     )
     if not feats or not regions:
         raise DataError(f"table: no rows of statistic {statistic!r} to draw")
-    fig = _new_figure((max(5.0, 1.2 * len(feats) * len(regions) / 2 + 3), 3.2))
+    fig = new_figure((max(5.0, 1.2 * len(feats) * len(regions) / 2 + 3), 3.2))
     ax = fig.add_subplot(111)
     width = 0.8 / len(regions)
-    colours = ("#e69f00", "#56b4e9", "#009e73", "#cc79a7", "#f0e442", "#0072b2")
     base = table[table["statistic"] == "chance_r"]
     for k, roi in enumerate(regions):
         values, nulls = [], []
@@ -140,7 +121,7 @@ def plot_roi_summary(
             null = base[(base["feature"] == f) & (base["roi"] == roi)]
             nulls.append(float(null["mean"].iloc[0]) if len(null) else np.nan)
         x = np.arange(len(feats)) + (k - (len(regions) - 1) / 2) * width
-        ax.bar(x, values, width, label=roi, color=colours[k % len(colours)])
+        ax.bar(x, values, width, label=roi, color=ROI_COLOURS[k % len(ROI_COLOURS)])
         if statistic == "r":
             ax.scatter(x, nulls, marker="_", s=200, color="black", zorder=3)
     ax.axhline(0.0, color="grey", linewidth=0.8)
@@ -150,15 +131,50 @@ def plot_roi_summary(
     ax.legend(frameon=False, fontsize=8)
     if statistic == "r":
         ax.set_title("black ticks: chance (95th percentile, shuffled test stimuli)", fontsize=8)
-    return _save_svg(fig, out_svg)
+    return save_svg(fig, out_svg)
 
 
 def _main_spaces(features: Sequence[str]) -> list[str]:
     return [f for f in features if not f.startswith("unet_")]
 
 
+def _roi_mean(table: pd.DataFrame, feature: str, roi: str, stat: str) -> float:
+    row = table[(table["feature"] == feature) & (table["roi"] == roi)]
+    row = row[row["statistic"] == stat]
+    return float(row["mean"].iloc[0]) if len(row) else float("nan")
+
+
+def _encoding_table(table: pd.DataFrame, features: Sequence[str], rois: Sequence[str]) -> str:
+    """Mean test r per feature space and region beside its chance level (green above it)."""
+    rows = []
+    for feature in features:
+        if np.isnan(_roi_mean(table, feature, "all", "r")):
+            continue
+        cells: list[Cell] = [escape(feature)]
+        for roi in rois:
+            r = _roi_mean(table, feature, roi, "r")
+            chance = _roi_mean(table, feature, roi, "chance_r")
+            cells.append((format_value(r), "beats" if r > chance else ""))
+            cells.append(format_value(chance))
+        rows.append(cells)
+    header = ["Feature space"] + [h for roi in rois for h in (f"r {escape(roi)}", "chance")]
+    return html_table(header, rows, id_="encoding-table")
+
+
+def _maps_figure(encoding: EncodingSummary, main: Sequence[str], out: Path, reference: Any) -> bool:
+    """Draw the r maps of the main feature spaces and the unique R² maps; False when none."""
+    maps = {(m.feature, m.statistic): m.path for m in encoding.maps}
+    shown = [(f"{f}: r", maps[(f, "r")]) for f in main if (f, "r") in maps and "+" not in f]
+    shown += [(f"{f}: unique R²", p) for (f, s), p in maps.items() if s == "unique_r2"]
+    if not shown:
+        return False
+    background = mean_volume(reference) if reference and Path(reference).is_file() else None
+    plot_encoding_maps(shown, out, background=background)
+    return True
+
+
 def report_section(
-    encoding: Mapping[str, Any],
+    encoding: Mapping[str, Any] | EncodingSummary,
     *,
     figures_dir: str | os.PathLike,
     prefix: str,
@@ -169,7 +185,7 @@ def report_section(
 
     Parameters
     ----------
-    encoding : mapping
+    encoding : mapping or EncodingSummary
         The summary's ``"encoding"`` entry (:func:`write_encoding_derivatives`).
     figures_dir : path
         Where the SVG figures go.
@@ -187,88 +203,54 @@ def report_section(
     """
     import pandas as pd
 
-    from . import _e, _figure, _fmt, _relative_url, _table, mean_volume
-
+    if not isinstance(encoding, EncodingSummary):
+        encoding = EncodingSummary.from_dict(encoding)
     figures = Path(figures_dir)
     base = Path(base)
-    table = pd.read_csv(encoding["roi_table"], sep="\t")
+    table = pd.read_csv(encoding.roi_table, sep="\t")
     features = list(dict.fromkeys(table["feature"]))
     rois = [r for r in dict.fromkeys(table["roi"]) if r != "all"]
     parts = [
-        '<p class="note">Voxel-wise ridge encoding models (penalty per voxel by '
-        "cross-validation) predicting each voxel's response from a feature space of the seen "
-        f"stimulus; trained on {int(encoding.get('n_train', 0))} single trials, scored on "
-        f"{int(encoding.get('n_test', 0))} held-out test stimuli (mean over repeats). "
-        "<em>r</em>: Pearson r between predicted and measured test responses (chance 0); "
-        "<em>chance</em>: the 95th percentile of r over shuffled test stimuli, averaged over "
-        "the region; <em>unique R²</em>: R² of the joint z+c model minus R² of the other feature "
-        "space alone. Green values beat the chance level.</p>"
+        str(macro("encoding.html", "note")(int(encoding.n_train), int(encoding.n_test))),
+        _encoding_table(table, features, rois),
     ]
 
-    def value(feature: str, roi: str, stat: str) -> float:
-        row = table[(table["feature"] == feature) & (table["roi"] == roi)]
-        row = row[row["statistic"] == stat]
-        return float(row["mean"].iloc[0]) if len(row) else float("nan")
-
-    rows = []
-    for feature in features:
-        if np.isnan(value(feature, "all", "r")):
-            continue
-        cells: list[str | tuple[str, str]] = [_e(feature)]
-        for roi in rois:
-            r, chance = value(feature, roi, "r"), value(feature, roi, "chance_r")
-            cells.append((_fmt(r), "beats" if r > chance else ""))
-            cells.append(_fmt(chance))
-        rows.append(cells)
-    header = ["Feature space"] + [h for roi in rois for h in (f"r {_e(roi)}", "chance")]
-    parts.append(_table(header, rows, id_="encoding-table"))
+    def figure(out: Path, alt: str, caption: str) -> None:
+        parts.append(figure_html(relative_url(out, base), alt, caption))
 
     main = _main_spaces(features)
     out = figures / f"{prefix}_desc-encodingR_bars.svg"
     plot_roi_summary(table, out, statistic="r", features=main, rois=rois)
-    parts.append(
-        _figure(
-            _relative_url(out, base),
-            "Encoding accuracy per region",
-            "Mean test r per region and feature space; black ticks: chance level.",
-        )
+    figure(
+        out,
+        "Encoding accuracy per region",
+        "Mean test r per region and feature space; black ticks: chance level.",
     )
     if (table["statistic"] == "unique_r2").any():
         out = figures / f"{prefix}_desc-encodingUnique_bars.svg"
         plot_roi_summary(table, out, statistic="unique_r2", rois=rois)
-        parts.append(
-            _figure(
-                _relative_url(out, base),
-                "Unique variance per region",
-                "Mean unique R² (variance partitioning of the joint model) per region.",
-            )
+        figure(
+            out,
+            "Unique variance per region",
+            "Mean unique R² (variance partitioning of the joint model) per region.",
         )
-    maps = {(m["feature"], m["statistic"]): m["path"] for m in encoding.get("maps", [])}
-    shown = [(f"{f}: r", maps[(f, "r")]) for f in main if (f, "r") in maps and "+" not in f]
-    shown += [(f"{f}: unique R²", p) for (f, s), p in maps.items() if s == "unique_r2"]
-    if shown:
-        out = figures / f"{prefix}_desc-encoding_maps.svg"
-        background = mean_volume(reference) if reference and Path(reference).is_file() else None
-        plot_encoding_maps(shown, out, background=background)
-        parts.append(
-            _figure(
-                _relative_url(out, base),
-                "Encoding maps",
-                "Per-voxel test r of each feature space and unique R² of z and c: glass brain "
-                "and axial slices (colour scale shared, symmetric).",
-            )
+    out = figures / f"{prefix}_desc-encoding_maps.svg"
+    if _maps_figure(encoding, main, out, reference):
+        figure(
+            out,
+            "Encoding maps",
+            "Per-voxel test r of each feature space and unique R² of z and c: glass brain "
+            "and axial slices (colour scale shared, symmetric).",
         )
     unet = [f for f in features if f.startswith("unet_")]
     if unet:
         out = figures / f"{prefix}_desc-encodingUnet_bars.svg"
         plot_roi_summary(table, out, statistic="r", features=unet, rois=rois)
-        parts.append(
-            _figure(
-                _relative_url(out, base),
-                "U-Net features",
-                "Mean test r of U-Net block activations per block, denoising step (early, "
-                "middle, late) and conditioning (c: on the caption embedding; none: on the "
-                "empty prompt); black ticks: chance level.",
-            )
+        figure(
+            out,
+            "U-Net features",
+            "Mean test r of U-Net block activations per block, denoising step (early, "
+            "middle, late) and conditioning (c: on the caption embedding; none: on the "
+            "empty prompt); black ticks: chance level.",
         )
     return "\n".join(parts)

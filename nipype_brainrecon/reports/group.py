@@ -1,16 +1,57 @@
-"""Group level: the per-subject metric tables gathered into one table and a group report."""
+"""Group level: the per-subject metric tables gathered into one table and the group report.
+
+The group report is one page: a table of subjects by metrics, with the chance level, the
+mismatched-pairs level and every baseline beside them, and one figure per metric across
+subjects.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
-from ..errors import MissingInputError
-from ..io import atomic_write_text
+from .._version import __version__
+from ..errors import DataError, MissingInputError, UsageError
+from ..io import atomic_write_bytes, atomic_write_text
+from .figures import plot_group_metric
+from .layout import (
+    Cell,
+    build_sections,
+    definition_list,
+    error_list_html,
+    figure_html,
+    html_table,
+    macro,
+    render_page,
+)
+from .markup import (
+    data_uri,
+    escape,
+    file_url,
+    flatten,
+    format_value,
+    is_missing,
+    relative_url,
+    value_html,
+)
+from .summary import subject_label
+from .tables import beats_references, better_arrow, collect_group_table, reference_columns
+
+__all__ = [
+    "METRICS_PATTERN",
+    "group_table",
+    "read_subject_metrics",
+    "write_group_outputs",
+    "write_group_report",
+]
 
 METRICS_PATTERN = "sub-*/sub-*_desc-reconstruction_metrics.tsv"
 
@@ -88,8 +129,6 @@ def write_group_outputs(
         )
         + "\n",
     )
-    from . import collect_group_table, write_group_report
-
     report = write_group_report(
         collect_group_table(files),
         out / "group.html",
@@ -97,3 +136,239 @@ def write_group_outputs(
         provenance={"participants": sorted(tables)},
     )
     return {"table": tsv, "report": Path(report)}
+
+
+# --------------------------------------------------------------------------------------------
+# The group report
+# --------------------------------------------------------------------------------------------
+
+
+def _long_group_table(table: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(table, pd.DataFrame):
+        raise UsageError(f"table: a {type(table).__name__}; give a pandas DataFrame")
+    long = table.copy()
+    if "metric" not in long.columns and long.index.name == "metric":
+        long = long.reset_index()
+    missing = [c for c in ("subject", "metric", "value") if c not in long.columns]
+    if missing:
+        raise DataError(
+            f"table: no column(s) {', '.join(missing)}; give one row per subject and metric "
+            "(e.g. from collect_group_table)"
+        )
+    if long.empty:
+        raise DataError("table: no rows; give at least one subject's metrics")
+    long["subject"] = long["subject"].map(subject_label)
+    long["metric"] = long["metric"].astype(str)
+    dup = long.duplicated(["subject", "metric"])
+    if dup.any():
+        first = long.loc[dup].iloc[0]
+        raise DataError(
+            f"table: subject {first['subject']!r} has metric {first['metric']!r} more than "
+            "once; give one row per subject and metric"
+        )
+    for col in ["value"] + reference_columns(long.columns):
+        long[col] = pd.to_numeric(long[col], errors="coerce")
+    return long
+
+
+def _group_figure_name(metric: str) -> str:
+    # A BIDS label (alphanumeric), e.g. "Pixels 2-way (takagi)" -> "Pixels2WayTakagi".
+    slug = "".join(w[:1].upper() + w[1:] for w in re.split(r"[^A-Za-z0-9]+", metric)) or "metric"
+    return f"group_desc-{slug}_scores.svg"
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The group table, laid out for the page."""
+
+    base: Path  # the page's folder: links are relative to it
+    metrics: list[str]
+    subjects: list[str]
+    wide: pd.DataFrame  # subjects by metrics
+    refs: list[str]  # reference columns
+    ref_means: pd.DataFrame  # metrics by reference columns, means over subjects
+    better: pd.Series  # per metric
+    reports: dict[str, str | os.PathLike]  # subject label: its report
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pd.DataFrame,
+        base: Path,
+        subjects_reports: Mapping[str, str | os.PathLike] | None,
+    ) -> _Group:
+        long = _long_group_table(table)
+        metrics = list(dict.fromkeys(long["metric"]))
+        subjects = list(dict.fromkeys(long["subject"]))
+        wide = long.pivot(index="subject", columns="metric", values="value").reindex(
+            index=subjects, columns=metrics
+        )
+        refs = reference_columns(long.columns)
+        by_metric = long.groupby("metric", sort=False)
+        better = (
+            by_metric["better"].first().reindex(metrics)
+            if "better" in long.columns
+            else pd.Series(index=metrics, dtype=object)
+        )
+        return cls(
+            base=base,
+            metrics=metrics,
+            subjects=subjects,
+            wide=wide,
+            refs=refs,
+            ref_means=by_metric[refs].mean().reindex(metrics),
+            better=better,
+            reports={subject_label(k): v for k, v in (subjects_reports or {}).items()},
+        )
+
+    def subject_cell(self, subject: str) -> str:
+        """The subject's label, linked to its report when there is one."""
+        target = self.reports.get(subject)
+        if not target:
+            return escape(f"sub-{subject}")
+        href = (
+            file_url(target, self.base)
+            if os.path.isabs(target)
+            else quote(str(target).replace(os.sep, "/"), safe="/#%")
+        )
+        return f'<a href="{escape(href)}">{escape(f"sub-{subject}")}</a>'
+
+
+def _mean_cell(group: _Group, metric: str) -> Cell:
+    """Mean ± s.d. over subjects, green when the mean beats every reference."""
+    vals = group.wide[metric].dropna()
+    if vals.empty:
+        return format_value(None)
+    sd = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    text = f"{float(vals.mean()):.3f} &plusmn; {sd:.3f}"
+    row = pd.Series(
+        {"value": float(vals.mean()), "better": group.better[metric], **group.ref_means.loc[metric]}
+    )
+    return (text, "beats") if beats_references(row, group.refs) else text
+
+
+def _table_section(group: _Group) -> str:
+    metrics = group.metrics
+    header = ["Subject"] + [
+        f"{escape(m)}<br><small>{better_arrow(group.better[m])}</small>" for m in metrics
+    ]
+    rows: list[list[Cell]] = [
+        [group.subject_cell(s)] + [format_value(group.wide.loc[s, m]) for m in metrics]
+        for s in group.subjects
+    ]
+    classes = [""] * len(rows)
+    rows.append(
+        [f"Mean &plusmn; s.d. (n = {len(group.subjects)})"]
+        + [_mean_cell(group, m) for m in metrics]
+    )
+    classes.append("summary-row")
+    for k, ref in enumerate(group.refs):
+        label = ref if ref == "chance" else f"{ref} (mean)"
+        rows.append([escape(label)] + [format_value(group.ref_means.loc[m, ref]) for m in metrics])
+        classes.append("reference first" if k == 0 else "reference")
+    note = macro("group.html", "table_note")()
+    return html_table(header, rows, id_="group-metrics", row_classes=classes) + str(note)
+
+
+def _figures_section(
+    group: _Group, figures_dir: str | os.PathLike | None, problems: list[str]
+) -> str:
+    figures = []
+    for m in group.metrics:
+        try:
+            svg = plot_group_metric(
+                group.wide[m],
+                {r: group.ref_means.loc[m, r] for r in group.refs},
+                title=m,
+                better=None if is_missing(group.better[m]) else str(group.better[m]),
+            )
+            if figures_dir is not None:
+                path = atomic_write_bytes(Path(figures_dir) / _group_figure_name(m), svg)
+                src = relative_url(path, group.base)
+            else:
+                src = data_uri(svg, "image/svg+xml")
+            figures.append(figure_html(src, f"{m} across subjects"))
+        except Exception as exc:  # one bad metric must not hide the others
+            problems.append(f"report: figure of {m}: {exc}")
+    return f'<div class="metric-figures">{"".join(figures)}</div>'
+
+
+def _summary_section(group: _Group) -> str:
+    items = [
+        ("Subjects", escape(len(group.subjects))),
+        ("Metrics", escape(len(group.metrics))),
+        ("Reference levels", escape(", ".join(group.refs)) or "none"),
+    ]
+    if group.reports:
+        links = ", ".join(group.subject_cell(s) for s in group.subjects if s in group.reports)
+        items.append(("Subject reports", links or "none"))
+    return definition_list(items)
+
+
+def _about_section(provenance: Mapping[str, Any]) -> str:
+    prov = dict(provenance or {})
+    parts = []
+    command = prov.pop("command", None)
+    rows = [[escape(k), (value_html(v), "text")] for k, v in flatten(prov)]
+    rows.append([escape("report"), (escape(f"nipype_brainrecon.reports {__version__}"), "text")])
+    if command:
+        parts.append(f"<h3>Command</h3><pre>{escape(command)}</pre>")
+    parts.append(html_table(["Item", "Value"], rows, id_="provenance-table", cls="kv"))
+    return "\n".join(parts)
+
+
+def write_group_report(
+    table: pd.DataFrame,
+    out_html: str | os.PathLike,
+    *,
+    subjects_reports: Mapping[str, str | os.PathLike] | None = None,
+    provenance: Mapping[str, Any],
+    figures_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Write the group report: subjects by metrics beside chance and baselines, and figures.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per subject and metric: columns ``subject``, ``metric`` (or the index named
+        ``metric``), ``value`` and optionally ``better``, ``chance``, ``mismatched`` and
+        ``baseline: NAME`` (see :func:`~nipype_brainrecon.reports.tables.collect_group_table`).
+    out_html : path
+        The page, e.g. ``<derivatives>/group.html``.
+    subjects_reports : mapping of subject label to path or relative URL, optional
+        Each subject's report, linked from its row (absolute paths are made relative).
+    provenance : mapping
+        Software, version, command, settings...: shown in About.
+    figures_dir : path, optional
+        Write one SVG per metric there and link it; by default the figures are embedded in
+        the page.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_html``.
+    """
+    out_html = Path(os.path.abspath(out_html))
+    group = _Group.from_table(table, out_html.parent, subjects_reports)
+    problems: list[str] = []
+    sections = build_sections(
+        [
+            ("Summary", "summary", lambda: _summary_section(group)),
+            ("Metrics", "metrics", lambda: _table_section(group)),
+            ("Figures", "figures", lambda: _figures_section(group, figures_dir, problems)),
+            ("About", "about", lambda: _about_section(provenance)),
+        ],
+        problems,
+    )
+    alert = ""
+    if problems:
+        sections.append(("Errors", "errors", error_list_html(problems, group.base)))
+        alert = str(macro("group.html", "error_banner")())
+    n = len(group.subjects)
+    page = render_page(
+        "Group: nipype-brainrecon report",
+        f"Group report: {n} subject{'s' if n != 1 else ''}",
+        sections,
+        alert=alert,
+    )
+    return atomic_write_text(out_html, page)
