@@ -30,7 +30,7 @@ from nipype_brainrecon.errors import (
 )
 from nipype_brainrecon.io import output_lock
 
-LOGGER = logging.getLogger("brainrecon")
+LOGGER = logging.getLogger(__name__)
 
 EPILOG = """\
 examples:
@@ -549,13 +549,19 @@ def _participant_locks(args):
         yield
 
 
+def configure_logging(verbose: int) -> None:
+    """Messages of the ``nipype_brainrecon`` logger tree on stderr: warnings, ``-v`` info,
+    ``-vv`` debug."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    logging.getLogger("nipype_brainrecon").setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``brainrecon``; returns the BIDS Apps exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s: %(message)s"
-    )
+    configure_logging(args.verbose)
     command = shlex.join(["brainrecon", *(sys.argv[1:] if argv is None else argv)])
     try:
         prepared = record = None
