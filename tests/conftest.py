@@ -90,3 +90,12 @@ def miyawaki_dir(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"Miyawaki fixture not found at {path}")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests under tests/integration/ (whole runs of the app, resume, Slurm, DataLad) are
+    marked ``integration``: ``-m 'not integration'`` leaves them out."""
+    integration = Path(__file__).parent / "integration"
+    for item in items:
+        if integration in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Start a single-node Slurm cluster on localhost (munge + slurmctld + slurmd) for the cluster test
-# (tests/test_slurm.py) and for trying Nipype's SLURM / SLURMGraph plugins by hand.
+# (tests/integration/test_slurm.py) and for trying Nipype's SLURM / SLURMGraph plugins by hand.
 #
 # Usage (as root; installs munge and slurm-wlm with apt when missing):
 #   eval "$(bash tools/slurm_start.sh [DIR])"     # exports SLURM_CONF, BRAINRECON_SLURM=1, LOGNAME ...
-#   python -m pytest tests/test_slurm.py
+#   python -m pytest tests/integration/test_slurm.py
 #   bash tools/slurm_stop.sh [DIR]
 #
 # Everything lives in DIR (default $BRAINRECON_SLURM_DIR or /tmp/brainrecon-slurm): slurm.conf,

@@ -712,7 +712,7 @@ def test_api_reconstruct_with_other_latent_size(tmp_path: Path) -> None:
 # Safe loading
 # --------------------------------------------------------------------------------------------
 SOURCE_DIRS = [
-    Path(__file__).resolve().parents[1] / d for d in ("nipype_brainrecon", "workflows", "bids_app")
+    Path(__file__).resolve().parents[2] / d for d in ("nipype_brainrecon", "workflows", "bids_app")
 ]
 
 
