@@ -19,6 +19,7 @@ from PIL import Image
 from nipype_brainrecon.errors import MissingInputError, OutputError, UsageError
 from nipype_brainrecon.synthetic import simulate as sim
 from nipype_brainrecon.synthetic import stimuli as st
+from nipype_brainrecon.synthetic.simulate import dataset as sim_dataset
 
 N_SUBJECTS, N_RUNS, N_REPEATS = 2, 3, 3
 
@@ -485,7 +486,7 @@ def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sim, "_simulate_subject", boom)
+    monkeypatch.setattr(sim_dataset, "simulate_subject", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         sim.simulate_dataset(tmp_path / "out", n_train=4, n_test=1)
     assert list(tmp_path.iterdir()) == []

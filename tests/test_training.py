@@ -19,6 +19,8 @@ from nipype_brainrecon.diffusion import models  # noqa: E402
 from nipype_brainrecon.errors import OutputError, UsageError  # noqa: E402
 from nipype_brainrecon.synthetic import training  # noqa: E402
 from nipype_brainrecon.synthetic.stimuli import generate_scenes  # noqa: E402
+from nipype_brainrecon.synthetic.training import vae as training_vae  # noqa: E402
+from nipype_brainrecon.synthetic.training.optim import lr_factor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +152,7 @@ def test_images_and_captions_for_training():
 def test_foreground_weights_favour_object_pixels():
     scenes = training.training_scenes(4, seed=2)
     images = training.render_images(scenes, 32)
-    w = training._foreground_weights(images, scenes, 5.0).numpy()
+    w = training_vae._foreground_weights(images, scenes, 5.0).numpy()
     assert w.shape == (4, 1, 32, 32)
     np.testing.assert_allclose(w.mean(axis=(1, 2, 3)), 1.0, rtol=1e-5)
     for k, scene in enumerate(scenes):
@@ -159,12 +161,12 @@ def test_foreground_weights_favour_object_pixels():
         obj = scene.objects[0]
         y, x = int(obj.y * 31), int(obj.x * 31)
         assert w[k, 0, y, x] == pytest.approx(5.0 * w[k, 0, 0, 0], rel=1e-5)
-    flat = training._foreground_weights(images, scenes, 1.0).numpy()
+    flat = training_vae._foreground_weights(images, scenes, 1.0).numpy()
     np.testing.assert_allclose(flat, 1.0)
 
 
 def test_lr_schedule_warms_up_and_decays():
-    factors = [training._lr_factor(s, 100, 10) for s in range(100)]
+    factors = [lr_factor(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0)
     assert factors[-1] == pytest.approx(0.1, abs=1e-3)

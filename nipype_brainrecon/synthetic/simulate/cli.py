@@ -1,0 +1,161 @@
+"""The ``brainrecon-simulate`` command: options, error reporting and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..._version import __version__
+from ...errors import BrainreconError, MissingInputError, UsageError
+from .config import DEFAULT_N_TEST, DEFAULT_N_TRAIN
+from .dataset import simulate_dataset
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}; see brainrecon-simulate --help")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="brainrecon-simulate",
+        description="Write a simulated BIDS dataset (raw + fMRIPrep-like derivatives + ground "
+        "truth) for trying and testing nipype-brainrecon.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  brainrecon-simulate sim\n"
+        "  brainrecon-simulate sim --subjects 1 --runs 2 --snr 1.0 --seed 3\n"
+        "  brainrecon-simulate sim --snr inf                  # noiseless\n"
+        "  brainrecon-simulate sim --stimuli my_images/       # images + captions.tsv\n\n"
+        "exit codes: 0 ok, 64 bad option, 65 bad stimuli table, 66 missing stimuli, "
+        "73 cannot create the output",
+    )
+    parser.add_argument("out", metavar="OUT", help="new output folder (absent or empty)")
+    parser.add_argument(
+        "--subjects", metavar="N", type=_positive_int, default=2, help="subjects (default 2)"
+    )
+    parser.add_argument(
+        "--runs", metavar="N", type=_positive_int, default=3, help="runs per subject (default 3)"
+    )
+    parser.add_argument("--seed", metavar="S", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--snr",
+        metavar="X",
+        type=float,
+        default=1.0,
+        help="std of stimulus signal / std of noise per voxel and run; inf = noiseless (default 1)",
+    )
+    _add_design_options(parser)
+    _add_stimulus_options(parser)
+    parser.add_argument(
+        "--trial-variability",
+        metavar="X",
+        type=float,
+        default=0.1,
+        help="trial-to-trial amplitude variability, relative (default 0.1)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    return parser
+
+
+def _add_design_options(parser: argparse.ArgumentParser) -> None:
+    """--train, --test, --repeats, --tr."""
+    parser.add_argument(
+        "--train",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help=f"training images, shown once (default {DEFAULT_N_TRAIN}; with --stimuli: the rest)",
+    )
+    parser.add_argument(
+        "--test",
+        metavar="N",
+        type=_positive_int,
+        default=DEFAULT_N_TEST,
+        help="test images (default 20)",
+    )
+    parser.add_argument(
+        "--repeats",
+        metavar="N",
+        type=_positive_int,
+        default=3,
+        help="presentations per test image (default 3)",
+    )
+    parser.add_argument(
+        "--tr", metavar="SECONDS", type=float, default=2.0, help="repetition time in s (default 2)"
+    )
+
+
+def _add_stimulus_options(parser: argparse.ArgumentParser) -> None:
+    """--stimuli, --image-size, --captions."""
+    parser.add_argument(
+        "--stimuli",
+        metavar="DIR",
+        default=None,
+        help="use these images (folder with captions.tsv: stim_file, caption) instead of "
+        "generated scenes",
+    )
+    parser.add_argument(
+        "--image-size",
+        metavar="PX",
+        type=_positive_int,
+        default=128,
+        help="side of generated images, and of user images for the simulated responses, px (default 128)",
+    )
+    parser.add_argument(
+        "--captions",
+        metavar="N",
+        type=_positive_int,
+        default=5,
+        help="captions per generated image (default 5)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``brainrecon-simulate``; returns the exit code."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        stimuli_dir = args.stimuli
+        if stimuli_dir is not None and not Path(stimuli_dir).is_dir():
+            raise MissingInputError(
+                f"--stimuli {stimuli_dir}: folder not found; give an existing one"
+            )
+        out = simulate_dataset(
+            args.out,
+            n_subjects=args.subjects,
+            n_runs=args.runs,
+            seed=args.seed,
+            snr=args.snr,
+            n_train=args.train,
+            n_test=args.test,
+            n_repeats=args.repeats,
+            tr=args.tr,
+            stimuli_dir=stimuli_dir,
+            image_size=args.image_size,
+            n_captions=args.captions,
+            trial_variability=args.trial_variability,
+        )
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0)
+    except BrainreconError as exc:
+        print(f"brainrecon-simulate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if not args.quiet:
+        print(f"brainrecon-simulate: wrote {out}")
+    return 0

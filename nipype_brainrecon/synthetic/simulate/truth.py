@@ -1,0 +1,198 @@
+"""The ground truth under ``derivatives/simulation``: writing it, and reading it back.
+
+Stimulus features (``stimuli_features.npz``), the generated scenes (``scenes.json``), the
+simulation's parameters (``simulation.json``) and per subject the trial amplitudes, voxel weights
+and receptive fields (``sub-XX_task-vision_groundtruth.npz`` with its JSON description).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..._version import __version__
+from ...errors import MissingInputError
+from .bold import SNR_DEFINITION, SimulatedRun
+from .config import SimulationConfig
+from .design import HIGH_PASS_S, HRF_MODEL, TASK
+from .features import LOW_LEVEL_CHANNELS, LOW_LEVEL_GRID, StimulusFeatures
+from .voxels import GRID_SHAPE, ROI_LABELS, VoxelModel
+from .writer import write_json
+
+__all__ = [
+    "load_ground_truth",
+    "write_simulation_params",
+    "write_stimulus_truth",
+    "write_subject_truth",
+]
+
+
+def write_stimulus_truth(truth: Path, stimuli: StimulusFeatures, split: np.ndarray) -> None:
+    """``stimuli_features.npz`` and, for generated stimuli, ``scenes.json``."""
+    files = stimuli.files
+    np.savez_compressed(
+        truth / "stimuli_features.npz",
+        stim_file=np.array(files),
+        split=split,
+        semantic=stimuli.semantic,
+        semantic_names=np.array(stimuli.semantic_names),
+        low_level=stimuli.low,
+        low_level_shape=np.array([len(LOW_LEVEL_CHANNELS), LOW_LEVEL_GRID, LOW_LEVEL_GRID]),
+        low_level_channels=np.array(LOW_LEVEL_CHANNELS),
+    )
+    if stimuli.scenes is not None:
+        write_json(
+            truth / "scenes.json",
+            {f: s.to_dict() for f, s in zip(files, stimuli.scenes, strict=True)},
+        )
+
+
+def write_simulation_params(
+    truth: Path, cfg: SimulationConfig, n_train: int, n_test: int, semantic_source: str
+) -> None:
+    """``simulation.json``: the model and every setting of the simulation."""
+    write_json(
+        truth / "simulation.json",
+        {
+            "seed": cfg.seed,
+            "snr": cfg.snr if math.isfinite(cfg.snr) else "inf",
+            "snr_definition": SNR_DEFINITION,
+            "hrf_model": HRF_MODEL,
+            "hrf_oversampling": 50,
+            "frame_times": "np.arange(n_volumes) * RepetitionTime (slice_time_ref 0)",
+            "amplitude_units": "percent signal change of the voxel baseline",
+            "bold_model": "baseline * (1 + sum_trials amplitude * glover_regressor / 100) "
+            "+ drift + noise",
+            "noise": {
+                "ar1_coefficient": cfg.ar_coef,
+                "motion_fraction_of_variance": cfg.motion_fraction,
+                "drift_percent": cfg.drift_percent,
+                "drift_basis": f"cosine columns of the confounds ({HIGH_PASS_S:g} s high-pass)",
+            },
+            "trial_variability": cfg.trial_variability,
+            "repetition_time": cfg.tr,
+            "trial_interval": cfg.trial_interval,
+            "trial_duration": cfg.trial_duration,
+            "n_subjects": cfg.n_subjects,
+            "n_runs": cfg.n_runs,
+            "n_train": n_train,
+            "n_test": n_test,
+            "n_repeats": cfg.n_repeats,
+            "semantic_features": semantic_source,
+            "low_level_channels": list(LOW_LEVEL_CHANNELS),
+            "low_level_grid": LOW_LEVEL_GRID,
+            "roi_labels": {str(k): v for k, v in ROI_LABELS.items()},
+            "preproc_equals_raw": True,
+            "software": f"nipype-brainrecon {__version__}",
+        },
+    )
+
+
+def write_subject_truth(
+    truth_dir: Path,
+    label: str,
+    cfg: SimulationConfig,
+    model: VoxelModel,
+    baseline: np.ndarray,
+    trials: pd.DataFrame,
+    runs: list[SimulatedRun],
+) -> None:
+    """One subject's ground truth: arrays (``.npz``) and their description (``.json``).
+
+    ``baseline`` is that of the responsive voxels; ``trials`` holds every run's events with
+    their ``run`` and ``stim_index``.
+    """
+    ijk = np.column_stack(np.unravel_index(model.vox, GRID_SHAPE))
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        truth_dir / f"sub-{label}_task-{TASK}_groundtruth.npz",
+        amplitudes=np.vstack([run.amplitudes for run in runs]),
+        stimulus_amplitudes=model.stim_amp,
+        trial_run=trials["run"].to_numpy(),
+        trial_onset=trials["onset"].to_numpy(),
+        trial_duration=trials["duration"].to_numpy(),
+        trial_stim_file=trials["stim_file"].to_numpy().astype(str),
+        trial_stim_index=trials["stim_index"].to_numpy(),
+        voxel_ijk=ijk,
+        voxel_label=model.label,
+        voxel_roi=np.array([ROI_LABELS[int(v)] for v in model.label]),
+        baseline=baseline,
+        intercept=model.intercept,
+        weights_early=model.w_early,
+        weights_ventral=model.w_ventral,
+        prf_x=model.prf_x,
+        prf_y=model.prf_y,
+        prf_sigma=model.prf_sigma,
+        prf_channel_weights=model.channel_w,
+        noise_std=np.vstack([run.noise_std for run in runs]),
+        signal_std=np.vstack([run.signal_std for run in runs]),
+    )
+    write_json(
+        truth_dir / f"sub-{label}_task-{TASK}_groundtruth.json",
+        {
+            "Subject": label,
+            "snr": cfg.snr if math.isfinite(cfg.snr) else "inf",
+            "arrays": {
+                "amplitudes": "trials × responsive voxels, % signal change; trials ordered by "
+                "run then onset (trial_* arrays), voxels by voxel_ijk (C order of the grid)",
+                "stimulus_amplitudes": "stimuli × voxels, noiseless amplitude of each stimulus",
+                "voxel_ijk": "voxel indices on the BOLD grid",
+                "voxel_label": "dseg label (1 early, 2 ventral)",
+                "baseline": "voxel baseline (BOLD units)",
+                "intercept": "% signal change common to every trial",
+                "weights_early": "early voxels × low-level features (stimuli_features.npz)",
+                "weights_ventral": "ventral voxels × semantic features (stimuli_features.npz)",
+                "prf_x, prf_y, prf_sigma": "pRF centre and width of early voxels, fraction of "
+                "the image (0, 0 = top left)",
+                "prf_channel_weights": f"early voxels × {', '.join(LOW_LEVEL_CHANNELS)}",
+                "noise_std, signal_std": "runs × voxels, BOLD units",
+            },
+        },
+    )
+
+
+def load_ground_truth(dataset_dir: str | os.PathLike, subject: str) -> dict:
+    """Read the ground truth of one subject of a simulated dataset.
+
+    Parameters
+    ----------
+    dataset_dir : path
+        The simulated dataset (its root).
+    subject : str
+        ``01`` or ``sub-01``.
+
+    Returns
+    -------
+    dict
+        The subject's arrays (see ``sub-XX_task-vision_groundtruth.json``), the stimulus features
+        under ``stim_file``, ``split``, ``semantic``, ``semantic_names``, ``low_level``,
+        ``low_level_channels``, and the simulation parameters under ``params``.
+
+    Raises
+    ------
+    MissingInputError
+        The dataset or subject has no ground truth.
+    """
+    root = Path(dataset_dir) / "derivatives" / "simulation"
+    label = subject.removeprefix("sub-")
+    path = root / f"sub-{label}" / f"sub-{label}_task-{TASK}_groundtruth.npz"
+    if not path.is_file():
+        raise MissingInputError(
+            f"{path}: no ground truth; give a dataset written by brainrecon-simulate and a "
+            "subject it has"
+        )
+    out: dict = {}
+    with np.load(path, allow_pickle=False) as npz:
+        out.update({k: npz[k] for k in npz.files})
+    with np.load(root / "stimuli_features.npz", allow_pickle=False) as npz:
+        for k in npz.files:
+            out[k] = npz[k]
+    params = json.loads((root / "simulation.json").read_text(encoding="utf-8"))
+    params["snr"] = float(params["snr"])  # "inf" is stored as a string in JSON
+    out["params"] = params
+    return out
