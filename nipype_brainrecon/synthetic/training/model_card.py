@@ -180,7 +180,7 @@ def _evaluation(m: dict[str, float]) -> str:
 
 Diffusion validation loss (plain epsilon MSE, fixed noise, timesteps spread over 0-999, first
 caption): {m["diffusion_val_loss_before"]:.4f} before training, {m["diffusion_val_loss_after"]:.4f}
-after. The package's tests (`tests/test_demo_model.py`) check reconstruction, that a caption's
+after. The package's tests (`tests/synthetic/test_demo_model.py`) check reconstruction, that a caption's
 colour shows in generated images, and bit-identical output for a fixed seed.
 
 """

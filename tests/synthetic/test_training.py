@@ -22,7 +22,7 @@ from nipype_brainrecon.synthetic.stimuli import generate_scenes  # noqa: E402
 from nipype_brainrecon.synthetic.training import vae as training_vae  # noqa: E402
 from nipype_brainrecon.synthetic.training.optim import lr_factor  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: Small enough for seconds per run on two CPU cores; large enough to learn in 60 steps.
 TINY_SIZES = {
