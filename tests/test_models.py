@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from nipype_brainrecon.diffusion import models  # noqa: E402
+from nipype_brainrecon.diffusion import identity, loading, models  # noqa: E402
 from nipype_brainrecon.errors import MissingInputError, OutputError, UsageError  # noqa: E402
 
 
@@ -218,9 +218,9 @@ def test_cpu_defaults_are_float32_and_overridable(tiny_model, pipe):
         for part in (pipe.vae, pipe.unet, pipe.text_encoder):
             assert next(part.parameters()).dtype == torch.float32
     assert models.default_device() in {"cpu", "cuda"}
-    dev, dt = models._resolve_device_dtype("cuda", None, half_on_cuda=True)
+    dev, dt = loading._resolve_device_dtype("cuda", None, half_on_cuda=True)
     assert (dev.type, dt) == ("cuda", torch.float16)
-    dev, dt = models._resolve_device_dtype("cuda", None, half_on_cuda=False)
+    dev, dt = loading._resolve_device_dtype("cuda", None, half_on_cuda=False)
     assert dt == torch.float32
     vae = models.load_vae(tiny_model, device="cpu", dtype="bfloat16")
     assert vae.dtype == torch.bfloat16
@@ -344,8 +344,8 @@ def test_model_identity_follows_content(tiny_model, tmp_path):
 
 
 def test_model_identity_samples_large_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "_FULL_HASH_LIMIT", 1000)
-    monkeypatch.setattr(models, "_SAMPLE_BYTES", 100)
+    monkeypatch.setattr(identity, "_FULL_HASH_LIMIT", 1000)
+    monkeypatch.setattr(identity, "_SAMPLE_BYTES", 100)
     folder = tmp_path / "big"
     (folder / "unet").mkdir(parents=True)
     data = bytearray(5000)
@@ -353,7 +353,7 @@ def test_model_identity_samples_large_files(tmp_path, monkeypatch):
 
     def ident(data):
         weights.write_bytes(bytes(data))
-        models._folder_digest.cache_clear()
+        identity._folder_digest.cache_clear()
         return models.model_identity(folder, ("unet",))
 
     base = ident(data)

@@ -1,0 +1,355 @@
+"""Fitting and scoring voxel-wise encoding models, and variance partitioning.
+
+Ridge regressions predicting each voxel's single-trial response from a feature space of the seen
+stimulus (:func:`fit_encoding_model`, the decoders' solver with the roles swapped), scored on the
+held-out test stimuli by the Pearson r and R² per voxel (:func:`prediction_scores`) against a
+permutation chance level (:func:`chance_correlation`). :func:`run_encoding` does it for every
+feature space and every joint pair (:func:`joint_features`, :func:`variance_partitioning`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..errors import DataError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ridge import RidgeDecoder
+
+LOGGER = logging.getLogger("nipype_brainrecon.encoding")
+
+
+def _joint_name(spaces: Sequence[str]) -> str:
+    return "+".join(spaces)
+
+
+def _as_matrix(features: ArrayLike, what: str) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"{what}: shape {x.shape}; give (n_stimuli, ...) features")
+    return x.reshape(x.shape[0], -1)
+
+
+def joint_features(blocks: Sequence[ArrayLike], *, balance: bool = True) -> np.ndarray:
+    """Concatenate feature spaces column-wise for a joint model.
+
+    Parameters
+    ----------
+    blocks : sequence of array-like, each ``(n_samples, ...)``
+        The feature spaces, same rows.
+    balance : bool
+        Repeat each block's columns ``round(p_max / p_block)`` times so every block weighs
+        about the same after per-column standardisation (see the module docstring).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, ``(n_samples, total_columns)``.
+
+    Examples
+    --------
+    >>> joint_features([np.ones((2, 1)), np.zeros((2, 3))]).shape
+    (2, 6)
+    >>> joint_features([np.ones((2, 1)), np.zeros((2, 3))], balance=False).shape
+    (2, 4)
+    """
+    mats = [_as_matrix(b, f"block {i}") for i, b in enumerate(blocks)]
+    if not mats:
+        raise UsageError("blocks: give at least one feature space")
+    if len({m.shape[0] for m in mats}) > 1:
+        raise DataError(f"blocks: row counts differ ({[m.shape[0] for m in mats]})")
+    p_max = max(m.shape[1] for m in mats)
+    parts = []
+    for m in mats:
+        repeat = max(1, round(p_max / m.shape[1])) if balance else 1
+        parts.append(np.tile(m, (1, repeat)) if repeat > 1 else m)
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))
+
+
+def fit_encoding_model(
+    train_features: ArrayLike,
+    train_voxels: ArrayLike,
+    *,
+    alphas: str | ArrayLike = "default",
+    n_folds: int = 5,
+    backend: str = "auto",
+    metadata: Mapping[str, Any] | None = None,
+) -> RidgeDecoder:
+    """Fit a voxel-wise encoding model: features -> voxels, penalty chosen per voxel by CV.
+
+    Parameters
+    ----------
+    train_features : array-like, ``(n_trials, ...)``
+        Features of the stimulus of each training trial (flattened per row).
+    train_voxels : array-like, ``(n_trials, n_voxels)``
+        Single-trial responses.
+    alphas, n_folds, backend
+        As in :func:`nipype_brainrecon.ridge.fit_ridge_cv`.
+    metadata : mapping, optional
+        Provenance kept in the model.
+
+    Returns
+    -------
+    nipype_brainrecon.ridge.RidgeDecoder
+        The fitted model; ``predict(features)`` gives voxel responses.
+    """
+    from ..ridge import fit_ridge_cv
+
+    x = _as_matrix(train_features, "train_features")
+    y = np.asarray(train_voxels, dtype=np.float32)
+    if y.ndim != 2 or y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"train_voxels has shape {y.shape}: give ({x.shape[0]}, n_voxels), one row per trial"
+        )
+    with warnings.catch_warnings():
+        # Constant feature columns (e.g. padding tokens) are expected and dropped by the solver.
+        warnings.filterwarnings("ignore", message=".*constant or non-finite.*")
+        return fit_ridge_cv(
+            x, y, alphas=alphas, n_folds=n_folds, backend=backend, metadata=dict(metadata or {})
+        )
+
+
+def prediction_scores(measured: ArrayLike, predicted: ArrayLike) -> dict[str, np.ndarray]:
+    """Per-voxel Pearson r and coefficient of determination of predicted responses.
+
+    Parameters
+    ----------
+    measured, predicted : array-like, ``(n_stimuli, n_voxels)``
+
+    Returns
+    -------
+    dict
+        ``r`` (NaN for constant voxels) and ``r2`` (``1 - SSE / SST`` around the measured mean;
+        negative when worse than the mean), float64 ``(n_voxels,)``.
+
+    Examples
+    --------
+    >>> s = prediction_scores([[0.0], [1.0], [2.0]], [[0.0], [1.0], [2.0]])
+    >>> float(s["r"][0]), float(s["r2"][0])
+    (1.0, 1.0)
+    """
+    from ..ridge import correlation_per_target
+
+    y = np.asarray(measured, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    if y.shape != p.shape or y.ndim != 2:
+        raise DataError(f"measured {y.shape} and predicted {p.shape}: give equal 2-D shapes")
+    sst = ((y - y.mean(0)) ** 2).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = 1.0 - ((y - p) ** 2).sum(0) / sst
+    r2[sst == 0] = np.nan
+    return {"r": correlation_per_target(y, p), "r2": r2}
+
+
+def variance_partitioning(
+    r2_a: ArrayLike, r2_b: ArrayLike, r2_joint: ArrayLike
+) -> dict[str, np.ndarray]:
+    """Unique and shared variance of two feature spaces from test-set R².
+
+    Examples
+    --------
+    >>> v = variance_partitioning([0.5], [0.2], [0.6])
+    >>> [round(float(v[k][0]), 2) for k in ("unique_a", "unique_b", "shared")]
+    [0.4, 0.1, 0.1]
+    """
+    a, b, j = (np.asarray(x, dtype=np.float64) for x in (r2_a, r2_b, r2_joint))
+    return {"unique_a": j - b, "unique_b": j - a, "shared": a + b - j}
+
+
+def chance_correlation(
+    measured: ArrayLike,
+    predicted: ArrayLike,
+    *,
+    n_permutations: int = 200,
+    quantile: float = 0.95,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per-voxel chance level of the test r: a quantile of r over shuffled test stimuli.
+
+    The predictions are paired with the responses to other test stimuli (random permutations of
+    the test rows, the same for every voxel, seeded) and the ``quantile`` of the resulting r is
+    taken per voxel: a voxel whose r exceeds it beats chance at that level.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=(30, 4))
+    >>> bool(np.all(chance_correlation(y, y) < 1.0))
+    True
+    """
+    y = np.asarray(measured, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    if y.shape != p.shape or y.ndim != 2:
+        raise DataError(f"measured {y.shape} and predicted {p.shape}: give equal 2-D shapes")
+    n = y.shape[0]
+
+    def standardise(a: np.ndarray) -> np.ndarray:
+        a = a - a.mean(0)
+        norm = np.sqrt((a**2).sum(0))
+        norm[norm == 0] = np.inf
+        return a / norm
+
+    ys, ps = standardise(y), standardise(p)
+    rng = np.random.default_rng(seed)
+    null = np.empty((int(n_permutations), y.shape[1]))
+    for k in range(int(n_permutations)):
+        null[k] = np.einsum("ij,ij->j", ys, ps[rng.permutation(n)])
+    return np.quantile(null, quantile, axis=0)
+
+
+@dataclass
+class EncodingResults:
+    """Per-voxel maps of an encoding analysis.
+
+    Attributes
+    ----------
+    maps : dict
+        ``{name: (n_voxels,) float64}``. For each feature space ``F``: ``F:r`` (test r),
+        ``F:r2`` (test R²), ``F:chance_r`` (95th percentile of r over shuffled test stimuli:
+        the empirical chance level, :func:`chance_correlation`), ``F:alpha``. For each joint pair ``A+B``: the same plus ``A:unique_r2``,
+        ``B:unique_r2`` and ``A+B:shared_r2``.
+    spaces : dict
+        ``{feature space: {"n_features", "fit_seconds", "alpha_counts"}}``.
+    n_train, n_test : int
+        Training trials and test stimuli.
+    """
+
+    maps: dict[str, np.ndarray]
+    spaces: dict[str, dict[str, Any]]
+    n_train: int
+    n_test: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """The map names, in insertion order."""
+        return list(self.maps)
+
+
+def _rows(features: np.ndarray, index: Mapping[str, int], ids: Sequence[str], what: str):
+    missing = [s for s in ids if s not in index]
+    if missing:
+        raise DataError(f"{what}: no features for stimulus/stimuli {sorted(set(missing))[:5]}")
+    return features[[index[s] for s in ids]]
+
+
+def run_encoding(
+    features: Mapping[str, ArrayLike],
+    feature_ids: Sequence[str],
+    train_voxels: ArrayLike,
+    train_stimuli: Sequence[str],
+    test_voxels: ArrayLike,
+    test_stimuli: Sequence[str],
+    *,
+    joint: Sequence[Sequence[str]] = (("z", "c"),),
+    balance: bool = True,
+    alphas: str | ArrayLike = "default",
+    n_folds: int = 5,
+    backend: str = "auto",
+    seed: int = 0,
+) -> EncodingResults:
+    """Fit and score an encoding model per feature space (and per joint pair).
+
+    Parameters
+    ----------
+    features : mapping
+        ``{feature space: (n_stimuli, ...) array}``, rows in ``feature_ids`` order.
+    feature_ids : sequence of str
+        Stimulus id of each feature row.
+    train_voxels : array-like, ``(n_trials, n_voxels)``
+        Single training trials.
+    train_stimuli : sequence of str
+        Stimulus id of each training trial.
+    test_voxels : array-like, ``(n_test, n_voxels)``
+        Test responses (mean over repeats).
+    test_stimuli : sequence of str
+        Stimulus id of each test row.
+    joint : sequence of pairs
+        Feature spaces fitted together for variance partitioning (pairs of keys of
+        ``features``; pairs with a missing space are an error).
+    balance : bool
+        Balance the blocks of joint models (:func:`joint_features`).
+    alphas, n_folds, backend
+        Ridge settings (:func:`nipype_brainrecon.ridge.fit_ridge_cv`).
+    seed : int
+        Seeds the permutations of the chance level.
+
+    Returns
+    -------
+    EncodingResults
+    """
+    ids = [str(s) for s in feature_ids]
+    index = {s: i for i, s in enumerate(ids)}
+    if len(index) != len(ids):
+        raise DataError("feature_ids: a stimulus id occurs twice")
+    y_train = np.asarray(train_voxels, dtype=np.float32)
+    y_test = np.asarray(test_voxels, dtype=np.float32)
+    if y_train.ndim != 2 or y_test.ndim != 2 or y_train.shape[1] != y_test.shape[1]:
+        raise DataError(
+            f"train_voxels {y_train.shape} and test_voxels {y_test.shape}: give (rows, voxels) "
+            "arrays over the same voxels"
+        )
+    if len(train_stimuli) != len(y_train) or len(test_stimuli) != len(y_test):
+        raise DataError("train_stimuli/test_stimuli: give one stimulus id per row of voxels")
+    if len(y_test) < 3:
+        raise DataError(f"{len(y_test)} test stimuli: need at least 3 to correlate")
+    mats = {name: _as_matrix(f, name) for name, f in features.items()}
+    for name, m in mats.items():
+        if len(m) != len(ids):
+            raise DataError(f"{name}: {len(m)} rows for {len(ids)} feature ids")
+    pairs = [tuple(p) for p in joint]
+    for pair in pairs:
+        absent = [s for s in pair if s not in mats]
+        if absent or len(pair) != 2:
+            raise UsageError(f"joint={pair}: give two of the feature spaces {sorted(mats)}")
+
+    maps: dict[str, np.ndarray] = {}
+    spaces: dict[str, dict[str, Any]] = {}
+    r2_of: dict[str, np.ndarray] = {}
+
+    def fit_one(name: str, x_all: np.ndarray) -> None:
+        x_train = _rows(x_all, index, [str(s) for s in train_stimuli], name)
+        x_test = _rows(x_all, index, [str(s) for s in test_stimuli], name)
+        start = time.perf_counter()
+        model = fit_encoding_model(
+            x_train, y_train, alphas=alphas, n_folds=n_folds, backend=backend,
+            metadata={"feature_space": name},
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        predicted = model.predict(x_test)
+        scores = prediction_scores(y_test, predicted)
+        maps[f"{name}:r"] = scores["r"]
+        maps[f"{name}:r2"] = scores["r2"]
+        maps[f"{name}:chance_r"] = chance_correlation(y_test, predicted, seed=seed)
+        maps[f"{name}:alpha"] = np.asarray(model.alphas, dtype=np.float64)
+        r2_of[name] = scores["r2"]
+        spaces[name] = {
+            "n_features": int(x_all.shape[1]),
+            "fit_seconds": round(seconds, 3),
+            "alpha_counts": {f"{a:g}": int(c) for a, c in model.alpha_counts().items()},
+        }
+        LOGGER.info("encoding %s: %d features, fitted in %.2f s", name, x_all.shape[1], seconds)
+
+    for name, m in mats.items():
+        fit_one(name, m)
+    for a, b in pairs:
+        name = _joint_name((a, b))
+        fit_one(name, joint_features([mats[a], mats[b]], balance=balance))
+        parts = variance_partitioning(r2_of[a], r2_of[b], r2_of[name])
+        maps[f"{a}:unique_r2"] = parts["unique_a"]
+        maps[f"{b}:unique_r2"] = parts["unique_b"]
+        maps[f"{name}:shared_r2"] = parts["shared"]
+    return EncodingResults(
+        maps=maps,
+        spaces=spaces,
+        n_train=len(y_train),
+        n_test=len(y_test),
+        info={"joint": ["+".join(p) for p in pairs], "balance": bool(balance), "seed": int(seed)},
+    )
