@@ -1,4 +1,4 @@
-"""The strided BLAS products (nipype_brainrecon._blas) against numpy, on every layout."""
+"""The strided BLAS products (nipype_brainrecon.ridge._blas) against numpy, on every layout."""
 
 import itertools
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -13,6 +14,7 @@ from nipype_brainrecon.ridge import (
     DEFAULT_ALPHAS,
     PAPER_ALPHAS,
     RidgeDecoder,
+    SolverOptions,
     alpha_histogram,
     correlation_per_target,
     fit_ridge_cv,
@@ -187,25 +189,26 @@ def test_chunked_equals_unchunked(shape, backend):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1]])
-def test_low_rank_alpha_products_equal_one_product_per_alpha(shape, backend, monkeypatch, caplog):
+def test_low_rank_alpha_products_equal_one_product_per_alpha(shape, backend, caplog):
     """The paper's alphas are tiny next to the eigenvalues: in float32 the fold weights have low
     rank and the CV uses a few products instead of one per alpha, with the same scores.
     (float64 weights are never compressed: the factorisation cannot match them to 1e-16.)"""
-    import nipype_brainrecon.ridge as ridge
-
     if backend == "torch":
         pytest.importorskip("torch")
     dtype = np.float32
     X, Y, X_test, _ = make_data(*shape, dtype=dtype)
-    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)  # the eigen-basis path's factorisation
-    monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", True)
+    # series_folds=False: the eigen-basis path's factorisation.
+    options = SolverOptions(series_folds=False, low_rank_alphas=True)
     with caplog.at_level("DEBUG", logger="nipype_brainrecon.ridge"):
-        fast = fit_ridge_cv(X, Y, alphas="paper", dtype=dtype, backend=backend, chunk_size=7)
+        fast = fit_ridge_cv(
+            X, Y, alphas="paper", dtype=dtype, backend=backend, chunk_size=7,
+            solver_options=options,
+        )  # fmt: skip
     assert "fold weights have rank" in caplog.text
     assert max(fast.fit_info["products_per_fold"]) < 7
     assert fast.fit_info["n_chunks"] == -(-shape[2] // 7)
-    monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", False)
-    slow = fit_ridge_cv(X, Y, alphas="paper", dtype=dtype, backend=backend)
+    options = SolverOptions(series_folds=False, low_rank_alphas=False)
+    slow = fit_ridge_cv(X, Y, alphas="paper", dtype=dtype, backend=backend, solver_options=options)
     assert slow.fit_info["products_per_fold"] == [7] * 5
     np.testing.assert_allclose(fast.cv_mean_scores, slow.cv_mean_scores, rtol=1e-5)
     same = fast.alphas == slow.alphas
@@ -218,7 +221,7 @@ def test_low_rank_alpha_products_equal_one_product_per_alpha(shape, backend, mon
 def test_cholesky_refit_equals_eigen_basis_refit(backend, fit_intercept, monkeypatch):
     """Full-rank voxels: the refit solves one Cholesky system per chosen alpha, and gives the
     weights of the full Gram's eigen-basis."""
-    import nipype_brainrecon.ridge as ridge
+    from nipype_brainrecon.ridge import primal_refit
 
     if backend == "torch":
         pytest.importorskip("torch")
@@ -227,16 +230,16 @@ def test_cholesky_refit_equals_eigen_basis_refit(backend, fit_intercept, monkeyp
     fast = fit_ridge_cv(X, Y, **kwargs)
     assert fast.fit_info["refit"] == "cholesky"
     assert len(set(fast.alphas)) > 1  # several alphas, each its own factorisation
-    monkeypatch.setattr(ridge, "_full_gram_is_regular", lambda *args: False)
+    monkeypatch.setattr(primal_refit, "full_gram_is_regular", lambda *args: False)
     slow = fit_ridge_cv(X, Y, **kwargs)
     assert slow.fit_info["refit"] == "eigh"
     np.testing.assert_array_equal(fast.alphas, slow.alphas)
     assert relative_difference(fast.coef, slow.coef) < 1e-10
     np.testing.assert_allclose(fast.intercept, slow.intercept, rtol=1e-10, atol=1e-12)
-    # More distinct alphas than CHOLESKY_MAX_ALPHAS: one decomposition beats a factorisation each.
+    # More distinct alphas than cholesky_max_alphas: one decomposition beats a factorisation each.
     monkeypatch.undo()
-    monkeypatch.setattr(ridge, "CHOLESKY_MAX_ALPHAS", 1)
-    assert fit_ridge_cv(X, Y, **kwargs).fit_info["refit"] == "eigh"
+    options = SolverOptions(cholesky_max_alphas=1)
+    assert fit_ridge_cv(X, Y, **kwargs, solver_options=options).fit_info["refit"] == "eigh"
 
 
 def test_rank_deficient_voxels_refit_through_the_eigen_basis():
@@ -264,26 +267,24 @@ def assert_same_fit(a, b, dtype):
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtype, grid", [(np.float64, [1e-2, 1e1, 1e4]), (np.float32, "paper")])
-def test_held_out_operators_give_the_eigen_basis_scores(
-    backend, fit_intercept, dtype, grid, monkeypatch
-):
+def test_held_out_operators_give_the_eigen_basis_scores(backend, fit_intercept, dtype, grid):
     """Scoring a fold through its held-out operators H_j = A_f diag(w_j) B^T (voxel-space
     cross-products) equals scoring in the fold's eigen-basis."""
-    import nipype_brainrecon.ridge as ridge
-
     if backend == "torch":
         pytest.importorskip("torch")
     X, Y, _, _ = make_data(*SHAPES[2], dtype=dtype)
     kwargs = dict(
         alphas=grid, dtype=dtype, backend=backend, fit_intercept=fit_intercept, chunk_size=6
     )
-    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)  # the eigen-basis path's operators
-    monkeypatch.setattr(ridge, "LOW_RANK_ALPHAS", dtype == np.float32)  # float32: 2-3 factors
-    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
-    via_held = fit_ridge_cv(X, Y, **kwargs)
+    options = SolverOptions(
+        series_folds=False,  # the eigen-basis path's operators
+        low_rank_alphas=dtype == np.float32,  # float32: 2-3 factors
+        held_out_operators=True,
+    )
+    via_held = fit_ridge_cv(X, Y, **kwargs, solver_options=options)
     assert sum(via_held.fit_info["held_out_operators"]) >= 3  # those whose operators fit
-    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", False)
-    via_basis = fit_ridge_cv(X, Y, **kwargs)
+    options = dataclasses.replace(options, held_out_operators=False)
+    via_basis = fit_ridge_cv(X, Y, **kwargs, solver_options=options)
     assert via_basis.fit_info["held_out_operators"] == [False] * 5
     assert_same_fit(via_held, via_basis, dtype)
 
@@ -291,12 +292,10 @@ def test_held_out_operators_give_the_eigen_basis_scores(
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_series_folds_give_the_eigen_basis_scores(backend, fit_intercept, dtype, monkeypatch):
+def test_series_folds_give_the_eigen_basis_scores(backend, fit_intercept, dtype):
     """Scoring a fold through the Neumann series sum_k (-alpha)^k G^-(k+1) (one Cholesky
     inverse, no eigendecomposition) equals scoring in the fold's eigen-basis, to the compute
     dtype's rounding."""
-    import nipype_brainrecon.ridge as ridge
-
     if backend == "torch":
         pytest.importorskip("torch")
     X, Y, _, _ = make_data(*SHAPES[0], dtype=dtype)
@@ -304,37 +303,35 @@ def test_series_folds_give_the_eigen_basis_scores(backend, fit_intercept, dtype,
         alphas="paper", dtype=dtype, backend=backend, fit_intercept=fit_intercept, chunk_size=6
     )
     # Tiny folds: allow the many terms float64 needs and operators larger than the targets.
-    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
-    monkeypatch.setattr(ridge, "SERIES_MEMORY", 64.0)
-    monkeypatch.setattr(ridge, "SERIES_FOLDS", True)
-    series = fit_ridge_cv(X, Y, **kwargs)
+    options = SolverOptions(held_out_operators=True, series_memory=64.0, series_folds=True)
+    series = fit_ridge_cv(X, Y, **kwargs, solver_options=options)
     assert series.fit_info["series_folds"] == [True] * 5
     terms = series.fit_info["products_per_fold"]
     assert min(terms) >= (10 if dtype == np.float64 else 4)  # lambda_min ~ 10 x alpha_max
-    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)
-    basis = fit_ridge_cv(X, Y, **kwargs)
+    options = dataclasses.replace(options, series_folds=False)
+    basis = fit_ridge_cv(X, Y, **kwargs, solver_options=options)
     assert basis.fit_info["series_folds"] == [False] * 5
     assert_same_fit(series, basis, dtype)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_series_floor_that_fails_its_proof_falls_back_to_the_eigen_basis(backend, monkeypatch):
+def test_series_floor_that_fails_its_proof_falls_back_to_the_eigen_basis(backend):
     """A floor above the smallest eigenvalue cannot be proven: the fold rebuilds its Gram and
     takes the eigen-basis, with the same result as a fit that never tried the series."""
-    import nipype_brainrecon.ridge as ridge
-
     if backend == "torch":
         pytest.importorskip("torch")
     X, Y, _, _ = make_data(*SHAPES[0], dtype=np.float32)
     kwargs = dict(alphas="paper", backend=backend, fit_intercept=True, chunk_size=6)
-    monkeypatch.setattr(ridge, "HELD_OUT_OPERATORS", True)
-    monkeypatch.setattr(ridge, "SERIES_MEMORY", 64.0)
-    monkeypatch.setattr(ridge, "SERIES_FOLDS", True)
-    monkeypatch.setattr(ridge, "SERIES_FLOOR_FACTOR", 50.0)  # 50x the estimate of lambda_min
-    tried = fit_ridge_cv(X, Y, **kwargs)
+    options = SolverOptions(
+        held_out_operators=True,
+        series_memory=64.0,
+        series_folds=True,
+        series_floor_factor=50.0,  # 50x the estimate of lambda_min
+    )
+    tried = fit_ridge_cv(X, Y, **kwargs, solver_options=options)
     assert tried.fit_info["series_folds"] == [False] * 5
-    monkeypatch.setattr(ridge, "SERIES_FOLDS", False)
-    never = fit_ridge_cv(X, Y, **kwargs)
+    options = dataclasses.replace(options, series_folds=False)
+    never = fit_ridge_cv(X, Y, **kwargs, solver_options=options)
     np.testing.assert_array_equal(tried.cv_mean_scores, never.cv_mean_scores)
     np.testing.assert_array_equal(tried.coef, never.coef)
 
@@ -343,7 +340,7 @@ def test_series_floor_that_fails_its_proof_falls_back_to_the_eigen_basis(backend
 def test_series_scores_from_inner_products_equal_the_residuals(dtype):
     """A series fold's scores from column inner products (base + small corrections) equal the
     scores of each alpha's residual computed directly in float64; other mixes are declined."""
-    from nipype_brainrecon.ridge import _series_scores_by_rows
+    from nipype_brainrecon.ridge.scoring import series_scores_by_rows
 
     rng = np.random.default_rng(5)
     n_test, tc, mu = 37, 11, 480.0
@@ -358,7 +355,7 @@ def test_series_scores_from_inner_products_equal_the_residuals(dtype):
     parts[2] = 0.9 * mu * parts[1]
     out = np.empty((grid.size, tc), dtype)
     # Small row blocks: the sums run over several of them.
-    assert _series_scores_by_rows(mix, parts, target, out, cache_bytes=8 * 16 * tc)
+    assert series_scores_by_rows(mix, parts, target, out, cache_bytes=8 * 16 * tc)
     resid = np.einsum("aj,jmc->amc", mix[:, :3].astype(np.float64), parts) - target
     expected = -(resid**2).mean(1)
     tol = 1e-12 if dtype == np.float64 else 1e-6
@@ -367,22 +364,22 @@ def test_series_scores_from_inner_products_equal_the_residuals(dtype):
     other = mix.copy()
     other[1, 0] *= 2
     untouched = out.copy()
-    assert not _series_scores_by_rows(other, parts, target, out)
+    assert not series_scores_by_rows(other, parts, target, out)
     np.testing.assert_array_equal(out, untouched)
 
 
 def test_series_terms_bound_the_truncation_error():
-    from nipype_brainrecon.ridge import _series_terms
+    from nipype_brainrecon.ridge.series import series_terms
 
     tol = np.finfo(np.float32).eps / 2
-    assert _series_terms(1e-3, tol) == 3  # 1e-9 <= 6e-8 < 1e-6
-    assert _series_terms(1e-9, tol) == 1
-    assert _series_terms(0.1, tol) == 8  # 1e-8 <= 6e-8 < 1e-7
-    assert _series_terms(1.0, tol) is None and _series_terms(2.0, tol) is None
+    assert series_terms(1e-3, tol) == 3  # 1e-9 <= 6e-8 < 1e-6
+    assert series_terms(1e-9, tol) == 1
+    assert series_terms(0.1, tol) == 8  # 1e-8 <= 6e-8 < 1e-7
+    assert series_terms(1.0, tol) is None and series_terms(2.0, tol) is None
     # The bound is the truncation error: (alpha / lambda)^K relative, in every direction.
     lam = np.array([3.0, 10.0, 1e4])
     for alpha in (0.1, 1.0, 2.0):
-        k = _series_terms(alpha / lam.min(), 1e-12)
+        k = series_terms(alpha / lam.min(), 1e-12)
         partial = sum((-alpha) ** j / lam ** (j + 1) for j in range(k))
         assert np.all(np.abs(partial * (lam + alpha) - 1.0) <= 1e-12 * (1 + 1e-9))
 
@@ -409,28 +406,29 @@ def test_series_folds_by_default_on_the_paper_setting_equal_himalaya():
 
 
 def test_held_out_operators_are_used_when_they_save_work():
-    from nipype_brainrecon.ridge import _use_held_out_operators
+    from nipype_brainrecon.ridge.primal_folds import use_held_out_operators
 
-    assert _use_held_out_operators(2, 1200, 1500, 6400)  # 2,400 operator rows < 6,400 targets
-    assert not _use_held_out_operators(7, 1200, 1500, 6400)  # 8,400 rows: more work
-    assert not _use_held_out_operators(10, 5000, 7604, 59136)  # 1.5 GB: over two bases' memory
+    assert use_held_out_operators(2, 1200, 1500, 6400)  # 2,400 operator rows < 6,400 targets
+    assert not use_held_out_operators(7, 1200, 1500, 6400)  # 8,400 rows: more work
+    assert not use_held_out_operators(10, 5000, 7604, 59136)  # 1.5 GB: over two bases' memory
 
 
 def test_weight_compression_rank_and_accuracy():
-    from nipype_brainrecon.ridge import LOW_RANK_ALPHAS, _compress_weights, _NumpyOps
+    from nipype_brainrecon.ridge.backends import NumpyOps
+    from nipype_brainrecon.ridge.basis import compress_weights
 
-    assert LOW_RANK_ALPHAS is None  # decided by cost by default
-    ops = _NumpyOps(np.dtype(np.float32))
+    assert SolverOptions().low_rank_alphas is None  # decided by cost by default
+    ops = NumpyOps(np.dtype(np.float32))
     lam = np.linspace(500.0, 20000.0, 1500)
     w = 1.0 / (lam[:, None] + PAPER_ALPHAS[None, :])
-    factors, mix = _compress_weights(ops, w)
+    factors, mix = compress_weights(ops, w)
     rank = factors.shape[1]
     assert rank <= 3 and mix.shape == (7, rank + 1) and np.all(mix[:, rank] == -1)
     approx = factors.astype(np.float64) @ mix[:, :rank].T.astype(np.float64)
     assert np.max(np.abs(approx - w) / w) < 5e-7  # float32 factors
     # Eigenvalues spread over the default grid: weights are full rank, one product per alpha.
     lam = np.logspace(-1, 5, 1500)
-    assert _compress_weights(ops, 1.0 / (lam[:, None] + DEFAULT_ALPHAS[None, :]))[0] is None
+    assert compress_weights(ops, 1.0 / (lam[:, None] + DEFAULT_ALPHAS[None, :]))[0] is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,12 +590,12 @@ def test_save_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     # The tensors are written, the sidecar is not: the tensors go too.
-    import nipype_brainrecon.ridge as ridge
+    from nipype_brainrecon.ridge import persistence
 
     def no_sidecar(path, text):
         raise OutputError(f"{path}: cannot write (No space left on device)")
 
-    monkeypatch.setattr(ridge, "atomic_write_text", no_sidecar)
+    monkeypatch.setattr(persistence, "atomic_write_text", no_sidecar)
     with pytest.raises(OutputError, match="dec.json: cannot write"):
         save_decoder(dec, tmp_path / "dec")
     assert not list(tmp_path.iterdir())
@@ -719,22 +717,24 @@ def test_working_memory_below_inputs_and_flat_in_targets():
 def test_float32_standardisation_is_exact_to_a_few_ulps_whatever_the_mean(offset):
     """float32 voxels are standardised in float32 with the mean in two parts: the centred value
     keeps its precision even when the mean dwarfs the spread (the float64 route as reference)."""
-    from nipype_brainrecon import ridge
+    from nipype_brainrecon.ridge.backends import make_ops
+    from nipype_brainrecon.ridge.source import Source
+    from nipype_brainrecon.ridge.stats import voxel_statistics
 
     rng = np.random.default_rng(3)
     X = (offset + rng.standard_normal((300, 40)) * rng.uniform(0.1, 3.0, 40)).astype(np.float32)
-    mean, scale = ridge._voxel_statistics(X, 64)
+    mean, scale = voxel_statistics(X, 64)
     mask = np.ones(40, bool)
-    ops = ridge._make_ops("numpy", None, np.dtype(np.float32))
-    src = ridge._Source(ops, X, np.zeros((300, 1), np.float32), mask, mean, scale, 64)
+    ops = make_ops("numpy", None, np.dtype(np.float32))
+    src = Source(ops, X, np.zeros((300, 1), np.float32), mask, mean, scale, 64)
     assert src.in_float32
     fast = src.span_voxels(slice(0, 300))
     exact = (X.astype(np.float64) - mean) / scale
     ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
     assert np.max(np.abs(fast - exact) / ulp) <= 4.0
     # A float64 compute dtype takes the float64 route: exact to the rounding of division.
-    src64 = ridge._Source(
-        ridge._make_ops("numpy", None, np.dtype(np.float64)), X, X[:, :1], mask, mean, scale, 64
+    src64 = Source(
+        make_ops("numpy", None, np.dtype(np.float64)), X, X[:, :1], mask, mean, scale, 64
     )
     assert not src64.in_float32
     np.testing.assert_allclose(src64.span_voxels(slice(0, 300)), exact, rtol=1e-15, atol=0)

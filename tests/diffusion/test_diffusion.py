@@ -471,7 +471,7 @@ def gpu_bench():
     """benchmarks/gpu_reconstruction.py, imported from its file."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_reconstruction.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_reconstruction.py"
     spec = importlib.util.spec_from_file_location("gpu_reconstruction", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
