@@ -21,7 +21,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,6 +191,8 @@ class Settings:
     @classmethod
     def from_toml(cls, text: str) -> Settings:
         """Settings from :meth:`to_toml`'s text (missing values take the defaults)."""
+        import tomllib  # Python >= 3.11
+
         data = tomllib.loads(text)
         changes: dict[str, Any] = {k: data[k] for k in _RUN_KEYS if k in data}
         for section, sub in _sections(DEFAULTS):

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..batching import batches
+from ..config import DEFAULTS
 from ..errors import DataError, UsageError
 from .checks import check_embeddings, check_int, check_latents, check_stim_ids
 from .latents import init_latents, resize_images, to_uint8
@@ -49,6 +50,9 @@ from .shapes import PipelineShapes
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+#: The reconstruction defaults (the paper's values).
+R = DEFAULTS.reconstruction
+
 
 def reconstruct(
     pipe: Any,
@@ -56,12 +60,12 @@ def reconstruct(
     c: Any,
     *,
     stim_ids: Sequence[Any],
-    mode: Mode = "z+c",
-    n_samples: int = 5,
-    strength: float = 0.8,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 5.0,
-    seed: int = 42,
+    mode: Mode = R.mode,  # type: ignore[assignment]
+    n_samples: int = R.n_samples,
+    strength: float = R.strength,
+    num_inference_steps: int = R.num_inference_steps,
+    guidance_scale: float = R.guidance_scale,
+    seed: int = DEFAULTS.seed,
     batch_size: int = DEFAULT_BATCH_SIZE,
     sample_indices: Sequence[int] | None = None,
     output_size: int | None = None,

@@ -12,14 +12,18 @@ import hashlib
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..config import DEFAULTS
 from ..errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+#: The reconstruction defaults (the paper's values).
+R = DEFAULTS.reconstruction
+
 
 def denoising_timesteps(
-    scheduler: Any, num_inference_steps: int = 50, strength: float = 0.8
+    scheduler: Any, num_inference_steps: int = R.num_inference_steps, strength: float = R.strength
 ) -> list[int]:
     """The timesteps img2img denoises through: the last ``floor(steps * strength)`` of the schedule.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ..config import DEFAULTS
+
 #: Reconstruction modes: both features, ``z`` only (no semantic conditioning), ``c`` only.
 MODES = ("z+c", "z", "c")
 
@@ -11,15 +13,14 @@ Mode = Literal["z+c", "z", "c"]
 
 #: The paper's settings (Takagi & Nishimoto 2023), the defaults of :func:`reconstruct`.
 PAPER_SETTINGS: dict[str, Any] = {
-    "mode": "z+c",
-    "n_samples": 5,
-    "strength": 0.8,
-    "num_inference_steps": 50,
-    "guidance_scale": 5.0,
-    "seed": 42,
-    "eta": 0.0,
-    "scheduler": "DDIM",
+    **{
+        key: getattr(DEFAULTS.reconstruction, key)
+        for key in ("mode", "n_samples", "strength", "num_inference_steps", "guidance_scale")
+    },
+    "seed": DEFAULTS.seed,
+    "eta": DEFAULTS.reconstruction.eta,
+    "scheduler": DEFAULTS.reconstruction.scheduler,
 }
 
 #: Rows per network call by default (images x samples).
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = DEFAULTS.reconstruction.batch_size

@@ -19,12 +19,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..config import DEFAULTS
 from ..errors import DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ridge import RidgeDecoder
 
 LOGGER = logging.getLogger("nipype_brainrecon.encoding")
+
+#: The reconstruction defaults (the paper's values).
+R = DEFAULTS.reconstruction
 
 
 def _joint_name(spaces: Sequence[str]) -> str:
@@ -79,7 +83,7 @@ def fit_encoding_model(
     train_voxels: ArrayLike,
     *,
     alphas: str | ArrayLike = "default",
-    n_folds: int = 5,
+    n_folds: int = DEFAULTS.decoding.n_folds,
     backend: str = "auto",
     metadata: Mapping[str, Any] | None = None,
 ) -> RidgeDecoder:
@@ -251,7 +255,7 @@ def run_encoding(
     joint: Sequence[Sequence[str]] = (("z", "c"),),
     balance: bool = True,
     alphas: str | ArrayLike = "default",
-    n_folds: int = 5,
+    n_folds: int = DEFAULTS.decoding.n_folds,
     backend: str = "auto",
     seed: int = 0,
 ) -> EncodingResults:

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..batching import batches
+from ..config import DEFAULTS
 from ..diffusion.sampling import (
     check_steps,
     denoise_step,
@@ -35,12 +36,14 @@ from ..features.loaders import resolve_model_id
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: U-Net blocks hooked by default: the last encoder block, the bottleneck, the first decoder one.
-DEFAULT_BLOCKS: tuple[str, ...] = ("down1", "mid", "up1")
+#: The reconstruction defaults (the paper's values).
+R = DEFAULTS.reconstruction
 
+#: U-Net blocks hooked by default: the last encoder block, the bottleneck, the first decoder one.
+DEFAULT_BLOCKS: tuple[str, ...] = DEFAULTS.encoding.blocks
 
 #: Denoising steps captured by default: first (noisiest), middle, last.
-DEFAULT_STEPS: tuple[str, ...] = ("early", "middle", "late")
+DEFAULT_STEPS: tuple[str, ...] = DEFAULTS.encoding.steps
 
 
 #: Conditions of the U-Net runs: on the caption embedding ``c`` and on the empty prompt.
@@ -123,12 +126,12 @@ def extract_unet_features(
     blocks: Sequence[str] = DEFAULT_BLOCKS,
     steps: Sequence[str | int] = DEFAULT_STEPS,
     conditions: Sequence[str] = CONDITIONS,
-    strength: float = 0.8,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 5.0,
-    seed: int = 42,
-    pool: int = 8,
-    batch_size: int = 8,
+    strength: float = R.strength,
+    num_inference_steps: int = R.num_inference_steps,
+    guidance_scale: float = R.guidance_scale,
+    seed: int = DEFAULTS.seed,
+    pool: int = DEFAULTS.encoding.pool,
+    batch_size: int = R.batch_size,
     cache_dir: str | os.PathLike | None = None,
     model_id: str | None = None,
     progress: bool = False,

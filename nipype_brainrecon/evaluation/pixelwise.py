@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..batching import batches
+from ..config import DEFAULTS
 from ..errors import UsageError
 from .images import check_pairs, resize_images, squeeze_samples, to_grayscale
 from .metrics import row_standardise
@@ -31,7 +32,7 @@ def pixcorr(
     originals: Any,
     reconstructions: Any,
     *,
-    size: int = 425,
+    size: int = DEFAULTS.evaluation.eval_size,
     batch_size: int = 4,
 ) -> np.ndarray:
     """Pearson r between the flattened RGB pixels of each original and its reconstruction(s).
@@ -133,7 +134,7 @@ def ssim(
     originals: Any,
     reconstructions: Any,
     *,
-    size: int = 425,
+    size: int = DEFAULTS.evaluation.eval_size,
     variant: SSIMVariant = "2d",
     sigma: float = 1.5,
     batch_size: int = 4,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import DEFAULTS
 from ..errors import DataError
 from .baselines import broadcast_rows, check_baselines, derangement, identify_baseline
 from .extractors import FeatureExtractor, get_extractor
@@ -28,7 +29,7 @@ def evaluate(
     reconstructions: Any,
     *,
     extractors: Sequence[str | FeatureExtractor] = ("pixels", "lowlevel"),
-    size: int = 425,
+    size: int = DEFAULTS.evaluation.eval_size,
     baselines: Mapping[str, Any] | None = None,
     ssim_variant: SSIMVariant = "2d",
     seed: int = 0,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..batching import batches
+from ..config import DEFAULTS
 from ..errors import UsageError
 from .cache import (
     FeatureRows,
@@ -42,8 +43,8 @@ def encode_images_z(
     image_paths: Sequence[PathLike],
     vae: Any,
     *,
-    resolution: int = 320,
-    batch_size: int = 8,
+    resolution: int = DEFAULTS.decoding.resolution,
+    batch_size: int = DEFAULTS.decoding.feature_batch_size,
     device: str | torch.device | None = None,
     cache_dir: PathLike | None = None,
     model_id: str | None = None,
