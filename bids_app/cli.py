@@ -554,7 +554,7 @@ def configure_logging(verbose: int) -> None:
     ``-vv`` debug."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
-    logging.getLogger("nipype_brainrecon").setLevel(level)
+    logging.getLogger(__name__).setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:

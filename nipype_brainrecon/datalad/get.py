@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import MissingInputError
 from .repo import datalad_api, quiet, result_message, short_error
 
-LOGGER = logging.getLogger("brainrecon.datalad")
+LOGGER = logging.getLogger(__name__)
 
 #: Bytes in a megabyte, as the transfer summaries count them.
 MB = 1024 * 1024

@@ -14,7 +14,7 @@ from ..errors import MissingInputError, UsageError
 from .outputs import ensure_output_dataset
 from .repo import datalad_api, dataset_root, is_dataset, is_url, quiet, result_message, short_error
 
-LOGGER = logging.getLogger("brainrecon.datalad")
+LOGGER = logging.getLogger(__name__)
 
 
 @quiet()

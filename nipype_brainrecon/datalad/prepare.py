@@ -19,7 +19,7 @@ from .install import ensure_dataset
 from .needed import files_needed
 from .repo import absent_count, dataset_info, dataset_root, is_dataset
 
-LOGGER = logging.getLogger("brainrecon.datalad")
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

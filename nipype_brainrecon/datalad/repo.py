@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-LOGGER = logging.getLogger("brainrecon.datalad")
+LOGGER = logging.getLogger(__name__)
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|///|[\w.-]+@[\w.-]+:|ria\+|osf://)")
 

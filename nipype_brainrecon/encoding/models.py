@@ -25,7 +25,7 @@ from ..errors import DataError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from ..ridge import RidgeDecoder
 
-LOGGER = logging.getLogger("nipype_brainrecon.encoding")
+LOGGER = logging.getLogger(__name__)
 
 #: The reconstruction defaults (the paper's values).
 R = DEFAULTS.reconstruction
