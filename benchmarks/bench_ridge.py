@@ -165,10 +165,11 @@ def ours_extra_bytes(n: int, p: int, t: int, k: int = N_FOLDS) -> float:
     fold's Gram, the syevd workspace (2 p^2 float64) and the fold's held-out rows are alive;
     while targets stream through a fold, the Gram, one float32 basis, the fold's held-out voxels
     and one chunk."""
-    from nipype_brainrecon.ridge import DEFAULT_BUDGET, WIDEN_BYTES, _keeps_standardised_voxels
+    from nipype_brainrecon.ridge import DEFAULT_BUDGET, WIDEN_BYTES
+    from nipype_brainrecon.ridge.primal_pass import keeps_standardised_voxels
 
     budget = min(DEFAULT_BUDGET, 4 * n * (p + t) // 4)
-    voxels = 4 * n * p if _keeps_standardised_voxels(n, p, 4, budget) else 0
+    voxels = 4 * n * p if keeps_standardised_voxels(n, p, 4, budget) else 0
     first_pass = 8 * p * p + voxels + WIDEN_BYTES
     decomposing = 8 * p * p * 4 + 4 * (n // k + 1) * p  # the fold's standardised rows too
     streaming = 8 * p * p + 4 * p * p + 4 * (n // k + 1) * p + budget
