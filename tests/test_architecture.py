@@ -334,9 +334,7 @@ def test_scanner_counts_code_lines_not_docstrings_or_comments(tmp_path):
         tmp_path,
         {
             "__init__.py": "",
-            "ok.py": 'def f():\n    """Doc.\n\n    More.\n    """\n'
-            + "    # note\n\n"
-            + body(99),
+            "ok.py": 'def f():\n    """Doc.\n\n    More.\n    """\n' + "    # note\n\n" + body(99),
             "long.py": "def g():\n" + body(101),
         },
     )

@@ -82,9 +82,9 @@ def fit_encoding_model(
     train_features: ArrayLike,
     train_voxels: ArrayLike,
     *,
-    alphas: str | ArrayLike = "default",
+    alphas: str | ArrayLike = DEFAULTS.decoding.alphas,
     n_folds: int = DEFAULTS.decoding.n_folds,
-    backend: str = "auto",
+    backend: str = DEFAULTS.decoding.backend,
     metadata: Mapping[str, Any] | None = None,
 ) -> RidgeDecoder:
     """Fit a voxel-wise encoding model: features -> voxels, penalty chosen per voxel by CV.
@@ -140,7 +140,7 @@ def prediction_scores(measured: ArrayLike, predicted: ArrayLike) -> dict[str, np
     >>> float(s["r"][0]), float(s["r2"][0])
     (1.0, 1.0)
     """
-    from ..ridge import correlation_per_target
+    from ..evaluation.metrics import per_target_correlation
 
     y = np.asarray(measured, dtype=np.float64)
     p = np.asarray(predicted, dtype=np.float64)
@@ -150,7 +150,7 @@ def prediction_scores(measured: ArrayLike, predicted: ArrayLike) -> dict[str, np
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = 1.0 - ((y - p) ** 2).sum(0) / sst
     r2[sst == 0] = np.nan
-    return {"r": correlation_per_target(y, p), "r2": r2}
+    return {"r": per_target_correlation(y, p), "r2": r2}
 
 
 def variance_partitioning(
@@ -254,9 +254,9 @@ def run_encoding(
     *,
     joint: Sequence[Sequence[str]] = (("z", "c"),),
     balance: bool = True,
-    alphas: str | ArrayLike = "default",
+    alphas: str | ArrayLike = DEFAULTS.decoding.alphas,
     n_folds: int = DEFAULTS.decoding.n_folds,
-    backend: str = "auto",
+    backend: str = DEFAULTS.decoding.backend,
     seed: int = 0,
 ) -> EncodingResults:
     """Fit and score an encoding model per feature space (and per joint pair).

@@ -54,11 +54,32 @@ def correlation_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def per_target_correlation(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Pearson r over samples for each target (column); NaN where a column is constant."""
-    t = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
-    p = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
-    if t.shape != p.shape:
+    """Pearson r over samples for each target (column); NaN where a column is constant.
+
+    The one per-target correlation of the package (decoding scores, encoding models).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape ``(n_samples, ...)``
+        Same shapes; trailing dimensions are flattened into targets.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(n_targets,)``; NaN where either column is constant.
+
+    Examples
+    --------
+    >>> per_target_correlation([[1.0, 0.0], [2.0, 1.0], [3.0, 0.0]],
+    ...                        [[2.0, 1.0], [4.0, 1.0], [6.0, 1.0]])
+    array([ 1., nan])
+    """
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.shape != p.shape or t.ndim == 0:
         raise DataError(f"shapes differ: true {t.shape} vs predicted {p.shape}")
+    t = t.reshape(len(t), -1)
+    p = p.reshape(len(p), -1)
     t = t - t.mean(axis=0)
     p = p - p.mean(axis=0)
     denom = np.sqrt((t * t).sum(axis=0) * (p * p).sum(axis=0))

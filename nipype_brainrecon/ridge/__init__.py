@@ -17,7 +17,7 @@ cv
 decoder
     :class:`RidgeDecoder` (the fitted decoder, prediction) and :func:`alpha_histogram`.
 stats
-    Voxel mean and standard deviation, :func:`correlation_per_target`.
+    Voxel mean and standard deviation.
 persistence
     :func:`save_decoder` and :func:`load_decoder` (safetensors + JSON).
 backends
@@ -54,7 +54,6 @@ from .options import (
     SolverOptions,
 )
 from .persistence import DECODER_FORMAT_VERSION, load_decoder, save_decoder
-from .stats import correlation_per_target
 
 __all__ = [
     "BIG_BLOCK_FACTOR",
@@ -68,7 +67,6 @@ __all__ = [
     "RidgeDecoder",
     "SolverOptions",
     "alpha_histogram",
-    "correlation_per_target",
     "fit_ridge_cv",
     "kfold_slices",
     "load_decoder",

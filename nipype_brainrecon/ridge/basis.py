@@ -11,7 +11,7 @@ import numpy as np
 
 from .options import DEFAULT_OPTIONS, SolverOptions
 
-LOGGER = logging.getLogger("nipype_brainrecon.ridge")
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass

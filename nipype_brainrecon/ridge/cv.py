@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..config import DEFAULTS
 from ..errors import DataError, UsageError
 
 #: The published grid (Takagi & Nishimoto 2023, ``z`` and ``c`` decoders).
@@ -19,7 +20,7 @@ PAPER_ALPHAS = np.array([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
 DEFAULT_ALPHAS = 10.0 ** np.arange(-2, 8)
 
 
-def resolve_alphas(alphas: str | ArrayLike = "default") -> np.ndarray:
+def resolve_alphas(alphas: str | ArrayLike = DEFAULTS.decoding.alphas) -> np.ndarray:
     """Turn an alpha grid specification into a 1-D float64 array.
 
     Parameters

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ..config import DEFAULTS
 from ..errors import DataError, UsageError
 from .backends import Backend, make_ops
 from .cv import kfold_slices, resolve_alphas, select_alphas
@@ -49,17 +50,17 @@ from .primal import fit_primal
 from .source import Source
 from .stats import voxel_statistics
 
-LOGGER = logging.getLogger("nipype_brainrecon.ridge")
+LOGGER = logging.getLogger(__name__)
 
 
 def fit_ridge_cv(
     X: ArrayLike,
     Y: ArrayLike,
     *,
-    alphas: str | ArrayLike = "default",
-    n_folds: int = 5,
+    alphas: str | ArrayLike = DEFAULTS.decoding.alphas,
+    n_folds: int = DEFAULTS.decoding.n_folds,
     fit_intercept: bool = True,
-    backend: Backend = "auto",
+    backend: Backend = DEFAULTS.decoding.backend,  # type: ignore[assignment]
     device: str | None = None,
     dtype: DTypeLike = np.float32,
     chunk_size: int | None = None,

@@ -4,9 +4,6 @@ them) and the Pearson correlation of each target between true and predicted valu
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
-
-from ..errors import DataError
 
 
 def voxel_statistics(X: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,37 +26,3 @@ def voxel_statistics(X: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.nda
         mean = s1 / n
         var = np.maximum(s2 / n - mean * mean, 0.0)
     return shift + mean, np.sqrt(var)
-
-
-def correlation_per_target(Y_true: ArrayLike, Y_pred: ArrayLike) -> np.ndarray:
-    """Pearson correlation between true and predicted values of each target, over samples.
-
-    Parameters
-    ----------
-    Y_true, Y_pred : array-like, shape ``(n_samples, ...)``
-        Same shapes; trailing dimensions are flattened into targets.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, shape ``(n_targets,)``; NaN where either column is constant.
-
-    Examples
-    --------
-    >>> correlation_per_target([[1.0, 0.0], [2.0, 1.0], [3.0, 0.0]],
-    ...                        [[2.0, 1.0], [4.0, 1.0], [6.0, 1.0]])
-    array([ 1., nan])
-    """
-    a = np.asarray(Y_true, dtype=np.float64)
-    b = np.asarray(Y_pred, dtype=np.float64)
-    if a.shape != b.shape or a.ndim == 0:
-        raise DataError(f"Y_true {a.shape} and Y_pred {b.shape}: give arrays of the same shape")
-    a = a.reshape(a.shape[0], -1)
-    b = b.reshape(b.shape[0], -1)
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    denom = np.sqrt(np.einsum("ij,ij->j", a, a) * np.einsum("ij,ij->j", b, b))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.einsum("ij,ij->j", a, b) / denom
-    r[denom == 0] = np.nan
-    return r

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from nipype_brainrecon.errors import DataError, MissingInputError, UsageError
+from nipype_brainrecon.evaluation.metrics import per_target_correlation as correlation_per_target
 from nipype_brainrecon.ridge import (
     DEFAULT_ALPHAS,
     PAPER_ALPHAS,
     RidgeDecoder,
     SolverOptions,
     alpha_histogram,
-    correlation_per_target,
     fit_ridge_cv,
     kfold_slices,
     load_decoder,
