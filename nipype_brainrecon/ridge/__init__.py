@@ -16,6 +16,8 @@ cv
     Alpha grids, folds and himalaya's alpha choice.
 decoder
     :class:`RidgeDecoder` (the fitted decoder, prediction) and :func:`alpha_histogram`.
+estimator
+    :class:`RidgeDecoderCV`, the scikit-learn regressor (pipelines, any CV splitter).
 stats
     Voxel mean and standard deviation.
 persistence
@@ -45,6 +47,7 @@ _blas
 from .backends import Backend
 from .cv import DEFAULT_ALPHAS, PAPER_ALPHAS, kfold_slices, resolve_alphas
 from .decoder import RidgeDecoder, alpha_histogram
+from .estimator import RidgeDecoderCV
 from .fit import fit_ridge_cv
 from .options import (
     BIG_BLOCK_FACTOR,
@@ -65,6 +68,7 @@ __all__ = [
     "WIDEN_BYTES",
     "Backend",
     "RidgeDecoder",
+    "RidgeDecoderCV",
     "SolverOptions",
     "alpha_histogram",
     "fit_ridge_cv",

@@ -1,10 +1,13 @@
 """Cross-validation set-up and alpha choice: the alpha grids, the folds and himalaya's rule.
 
-The folds are scikit-learn's ``KFold`` without shuffling; the alpha of each target is the one
+The folds are scikit-learn's ``KFold`` without shuffling, or any partition of the samples laid
+out as contiguous folds (:func:`partition_folds`); the alpha of each target is the one
 with the best fold-averaged score, chosen as himalaya's ``RidgeCV`` does (ties included).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -77,6 +80,68 @@ def kfold_slices(n_samples: int, n_folds: int) -> list[slice]:
     sizes[: n_samples % n_folds] += 1
     stops = np.cumsum(sizes)
     return [slice(int(stop - size), int(stop)) for stop, size in zip(stops, sizes, strict=True)]
+
+
+def partition_folds(
+    folds: Sequence[tuple[ArrayLike, ArrayLike]], n_samples: int
+) -> tuple[np.ndarray | None, list[slice]] | None:
+    """Lay out arbitrary folds as contiguous ones, where they partition the samples.
+
+    ``folds`` are ``(train_idx, test_idx)`` pairs (a scikit-learn splitter's ``split``). When
+    every sample is in exactly one test fold and every fold trains on all the others
+    (``KFold``, ``GroupKFold``, ``LeaveOneGroupOut``, ``StratifiedKFold`` ...), the samples taken
+    in the order of the test folds make each fold a contiguous slice.
+
+    Returns
+    -------
+    tuple or None
+        ``(order, slices)``: the row order (``None`` when it is already ``0 .. n - 1``) and the
+        test fold of each split in that order; ``None`` when the folds are not a partition
+        (``ShuffleSplit``, ``TimeSeriesSplit``, repeated folds).
+
+    Examples
+    --------
+    >>> order, slices = partition_folds([([2, 3], [0, 1]), ([0, 1], [2, 3])], 4)
+    >>> order is None, slices
+    (True, [slice(0, 2, None), slice(2, 4, None)])
+    >>> partition_folds([([0, 1], [2]), ([0, 2], [1])], 3) is None
+    True
+    """
+    tests, everything = [], np.arange(n_samples)
+    for train, test in folds:
+        test = _fold_indices(test, n_samples, "test")
+        train = _fold_indices(train, n_samples, "training")
+        if test.size == 0 or train.size == 0:
+            raise DataError(
+                f"a fold has {train.size} training and {test.size} test samples: give folds "
+                "(groups) that leave samples on both sides"
+            )
+        if not np.array_equal(np.sort(train), np.setdiff1d(everything, test)):
+            return None
+        tests.append(test)
+    if len(tests) < 2:
+        raise UsageError(f"{len(tests)} fold(s): cross-validation needs at least 2 folds")
+    order = np.concatenate(tests)
+    if not np.array_equal(np.sort(order), everything):
+        return None
+    stops = np.cumsum([t.size for t in tests])
+    slices = [slice(int(stop - t.size), int(stop)) for stop, t in zip(stops, tests, strict=True)]
+    return (None if np.array_equal(order, everything) else order), slices
+
+
+def _fold_indices(idx: ArrayLike, n_samples: int, side: str) -> np.ndarray:
+    """A fold's indices as integers in ``0 .. n_samples - 1`` (boolean masks accepted)."""
+    idx = np.asarray(idx).reshape(-1)
+    if idx.dtype == bool and idx.size == n_samples:
+        idx = np.flatnonzero(idx)
+    if idx.size and (
+        not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n_samples
+    ):
+        raise UsageError(
+            f"a fold's {side} indices are not integers in 0..{n_samples - 1}: give "
+            "(train_idx, test_idx) pairs of sample indices"
+        )
+    return idx.astype(np.intp)
 
 
 def select_alphas(

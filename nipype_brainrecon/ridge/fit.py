@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from ..config import DEFAULTS
 from ..errors import DataError, UsageError
 from .backends import Backend, make_ops
-from .cv import kfold_slices, resolve_alphas, select_alphas
+from .cv import kfold_slices, partition_folds, resolve_alphas, select_alphas
 from .decoder import RidgeDecoder
 from .kernel import fit_kernel
 from .options import DEFAULT_BUDGET, DEFAULT_GPU_BUDGET, DEFAULT_OPTIONS, SolverOptions
@@ -67,6 +67,7 @@ def fit_ridge_cv(
     memory_budget: int | None = None,
     metadata: Mapping[str, Any] | None = None,
     solver_options: SolverOptions | None = None,
+    folds: Sequence[tuple[ArrayLike, ArrayLike]] | None = None,
 ) -> RidgeDecoder:
     """Fit a ridge decoder with one cross-validated penalty per target.
 
@@ -111,6 +112,11 @@ def fit_ridge_cv(
     solver_options : SolverOptions, optional
         How the solver chooses its code paths (default ``SolverOptions()``, which picks each
         by its cost); every path gives the same result to the compute dtype's rounding.
+    folds : sequence of (train_idx, test_idx), optional
+        Folds to use instead of ``n_folds`` contiguous ones (e.g. ``list(GroupKFold(5).split(X,
+        Y, runs))``); they must partition the samples (each sample in one test fold, each fold
+        training on all the others; :func:`~.cv.partition_folds`). The rows are then taken in
+        the order of the test folds; the refit uses all samples as before.
 
     Returns
     -------
@@ -130,7 +136,7 @@ def fit_ridge_cv(
     Y = np.asarray(Y)
     _check_shapes(X, Y)
     n = X.shape[0]
-    folds = kfold_slices(n, int(n_folds))
+    X, Y, folds = _fold_layout(X, Y, n_folds, folds)
     target_shape = tuple(int(s) for s in Y.shape[1:])
     Y2 = Y.reshape(n, -1)
     t = Y2.shape[1]
@@ -214,6 +220,26 @@ def _check_settings(
     if solver_options is not None and not isinstance(solver_options, SolverOptions):
         raise UsageError(f"solver_options={solver_options!r}: give a SolverOptions or None")
     return dt
+
+
+def _fold_layout(
+    X: np.ndarray, Y: np.ndarray, n_folds: int, folds: Sequence[Any] | None
+) -> tuple[np.ndarray, np.ndarray, list[slice]]:
+    """The test folds as contiguous slices, with the rows reordered for given folds."""
+    n = X.shape[0]
+    if folds is None:
+        return X, Y, kfold_slices(n, int(n_folds))
+    layout = partition_folds(list(folds), n)
+    if layout is None:
+        raise UsageError(
+            "folds: the test folds must partition the samples (each sample in exactly one test "
+            "fold, each fold training on all the others); use KFold, GroupKFold, "
+            "LeaveOneGroupOut or StratifiedKFold folds, or RidgeDecoderCV for other splitters"
+        )
+    order, slices = layout
+    if order is not None:
+        X, Y = X[order], Y[order]
+    return X, Y, slices
 
 
 def _check_shapes(X: np.ndarray, Y: np.ndarray) -> None:
