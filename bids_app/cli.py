@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from nipype_brainrecon import __version__
+from nipype_brainrecon.bids_app.checks import (
+    check_before_writing,
+    one_line,
+    plugin_settings,
+    save_crash_file,
+    validate_bids,
+)
 from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.errors import (
     EXIT_FAILURE,
@@ -26,7 +30,6 @@ from nipype_brainrecon.errors import (
     InvalidDatasetError,
     MissingInputError,
     OutputError,
-    UsageError,
 )
 from nipype_brainrecon.io import output_lock
 
@@ -185,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--guidance", type=float, default=D.reconstruction.guidance_scale, help="guidance scale"
     )
-    g.add_argument("--random-seed", type=int, default=D.seed, help="seed of everything random")
+    g.add_argument(
+        "--random-seed", type=int, default=D.seed, help="seed of everything random (0 to 2**32-1)"
+    )
     g.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: auto)")
     g.add_argument(
         "--reconstruction-jobs",
@@ -211,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--use-plugin", type=Path, help="Nipype plugin YAML (plugin, plugin_args)")
     g.add_argument("--feature-cache", type=Path, help="stimulus feature cache folder")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv)")
+    g.add_argument(
+        "--notrack",
+        action="store_true",
+        help="accepted and ignored: brainrecon sends no usage data (for fMRIPrep wrappers)",
+    )
     return parser
 
 
@@ -224,16 +234,11 @@ def _model_path(model: str) -> str:
 
 
 def _check_paths(bids_dir: Path, output_dir: Path) -> None:
+    """The input exists and is a BIDS dataset; OUTPUT_DIR can be created and written."""
     if not bids_dir.is_dir():
         raise MissingInputError(f"{bids_dir}: BIDS dataset folder not found")
     if not (bids_dir / "dataset_description.json").is_file():
         raise InvalidDatasetError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
-    out, bids = output_dir.absolute().resolve(), bids_dir.absolute().resolve()
-    if out == bids or bids in out.parents and not _is_derivatives_path(out, bids):
-        raise OutputError(
-            f"{output_dir}: output inside the input dataset; write it elsewhere or under "
-            f"{bids_dir}/derivatives/"
-        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-")
@@ -242,71 +247,10 @@ def _check_paths(bids_dir: Path, output_dir: Path) -> None:
         raise OutputError(f"{output_dir}: cannot write here ({exc.strerror})") from exc
 
 
-def _is_derivatives_path(out: Path, bids: Path) -> bool:
-    return (bids / "derivatives") in out.parents
-
-
-def validate_bids(bids_dir: Path) -> None:
-    """Run bids-validator-deno on the input; raise InvalidDatasetError on errors."""
-    exe = shutil.which("bids-validator-deno") or str(
-        Path(sys.executable).parent / "bids-validator-deno"
-    )
-    if not Path(exe).exists():
-        LOGGER.warning("bids-validator-deno not found: input not validated")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        proc = subprocess.run(
-            [exe, str(bids_dir), "--format", "json", "-o", str(report)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode == 0:
-            return
-        issues = []
-        try:
-            data = json.loads(report.read_text())
-            for issue in data.get("issues", {}).get("issues", []):
-                if issue.get("severity") == "error":
-                    issues.append(f"{issue.get('code')}: {issue.get('location', '')}")
-        except (OSError, ValueError):
-            pass
-        detail = "; ".join(sorted(set(issues))[:3]) or proc.stdout.strip()[-300:]
-        raise InvalidDatasetError(
-            f"{bids_dir}: the BIDS validator found errors ({detail}); fix them or pass "
-            "--skip-bids-validation"
-        )
-
-
 def _plugin_settings(args) -> dict:
-    if args.use_plugin:
-        import yaml
-
-        if not args.use_plugin.is_file():
-            raise MissingInputError(f"{args.use_plugin}: plugin file not found")
-        try:
-            content = yaml.safe_load(args.use_plugin.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{args.use_plugin}: not valid YAML ({exc})") from exc
-        if not isinstance(content, dict) or "plugin" not in content:
-            raise UsageError(f"{args.use_plugin}: needs a 'plugin' key (e.g. MultiProc, SLURM)")
-        # brainrecon's own keys (docs/cluster.md): per-node sbatch arguments for SLURM(Graph)
-        node_args = {"resources": bool(content.get("node_resources", True))}
-        if content.get("gpu_sbatch_args"):
-            node_args["gpu_args"] = str(content["gpu_sbatch_args"])
-        return {
-            "plugin": content["plugin"],
-            "plugin_args": content.get("plugin_args", {}) or {},
-            "node_args": node_args,
-        }
-    plugin_args = {"raise_insufficient": False}
-    if args.nprocs:
-        plugin_args["n_procs"] = args.nprocs
-    if args.mem:
-        plugin_args["memory_gb"] = args.mem
-    if (args.nprocs or os.cpu_count() or 1) == 1:
-        return {"plugin": "Linear", "plugin_args": {}}
-    return {"plugin": "MultiProc", "plugin_args": plugin_args}
+    """:func:`~nipype_brainrecon.bids_app.checks.plugin_settings` (old name, still imported by
+    tests/integration/test_slurm.py)."""
+    return plugin_settings(args)
 
 
 def _settings(args) -> dict:
@@ -557,40 +501,62 @@ def configure_logging(verbose: int) -> None:
     logging.getLogger(__name__).setLevel(level)
 
 
+def _run(parser, args, command: str, logs: list) -> int:
+    """Check, prepare and run one analysis level; ``logs`` gets OUTPUT_DIR/logs once it is
+    known not to lie inside the inputs (where an unexpected error may be saved)."""
+    check_before_writing(args)
+    logs.append(args.output_dir / "logs")
+    prepared = record = None
+    if args.analysis_level == "participant":
+        prepared, record = _prepare_datalad(args)
+    args.bids_dir = Path(args.bids_dir)
+    _check_paths(args.bids_dir, args.output_dir)
+    if args.analysis_level == "group":
+        with output_lock(args.output_dir, "group"):
+            return run_group(args)
+    if not args.skip_bids_validation:
+        if prepared is not None and not prepared.complete:
+            LOGGER.warning(
+                "%s: content of some files is not present (DataLad); BIDS validation skipped",
+                args.bids_dir,
+            )
+        else:
+            validate_bids(args.bids_dir)
+    if record:
+        from nipype_brainrecon.bids_app.datalad_run import run_recorded
+
+        return run_recorded(parser, args, inputs=prepared, settings=_settings(args))
+    with _participant_locks(args):
+        return run_participant(args, command)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``brainrecon``; returns the BIDS Apps exit code."""
+    """Entry point of ``brainrecon``; returns the BIDS Apps exit code.
+
+    Every error ends as one ``brainrecon: error:`` line on stderr: a :class:`BrainreconError`
+    with its exit code, anything unforeseen with exit code 1 and its traceback saved to a crash
+    file (in OUTPUT_DIR/logs when that exists, else a temporary file).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    command = shlex.join(["brainrecon", *(sys.argv[1:] if argv is None else argv)])
+    command, logs = None, []
     try:
-        prepared = record = None
-        if args.analysis_level == "participant":
-            prepared, record = _prepare_datalad(args)
-        args.bids_dir = Path(args.bids_dir)
-        _check_paths(args.bids_dir, args.output_dir)
-        if args.analysis_level == "group":
-            with output_lock(args.output_dir, "group"):
-                return run_group(args)
-        if not args.skip_bids_validation:
-            if prepared is not None and not prepared.complete:
-                LOGGER.warning(
-                    "%s: content of some files is not present (DataLad); BIDS validation skipped",
-                    args.bids_dir,
-                )
-            else:
-                validate_bids(args.bids_dir)
-        if record:
-            from nipype_brainrecon.bids_app.datalad_run import run_recorded
-
-            return run_recorded(parser, args, inputs=prepared, settings=_settings(args))
-        with _participant_locks(args):
-            return run_participant(args, command)
+        configure_logging(args.verbose)
+        command = shlex.join(["brainrecon", *(sys.argv[1:] if argv is None else argv)])
+        return _run(parser, args, command, logs)
     except BrainreconError as exc:
         print(f"brainrecon: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("brainrecon: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # the last guard: no traceback reaches the user
+        crash = save_crash_file(exc, logs[0] if logs else None, command)
+        where = f"details in {crash}" if crash else "no crash file could be written"
+        print(
+            f"brainrecon: error: unexpected {type(exc).__name__}: {one_line(exc)}; {where}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

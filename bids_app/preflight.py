@@ -6,7 +6,8 @@ with them, so that a mistake is answered in seconds with one message and a BIDS 
 instead of a crash file hours into a run:
 
 * the model folder is complete and consistent (:func:`nipype_brainrecon.diffusion.models.check_model_folder`);
-* every stimulus shown is a readable image;
+* every stimulus shown is a readable image, and gets its own output label
+  (:func:`check_output_labels`);
 * each decoding ROI exists in the label table and holds voxels inside the brain mask;
 * the test set rule leaves a test set and at least ``n_folds`` training trials;
 * the ridge decoders fit in the ``--mem`` budget (:func:`estimate_decoder_memory`).
@@ -25,7 +26,12 @@ from typing import Any
 
 from nipype_brainrecon.errors import DataError, UsageError
 
-__all__ = ["check_participant", "estimate_decoder_memory", "model_target_sizes"]
+__all__ = [
+    "check_output_labels",
+    "check_participant",
+    "estimate_decoder_memory",
+    "model_target_sizes",
+]
 
 #: Stable Diffusion v1 sizes, used for a hub id that is not on disk.
 _SD_LATENT_CHANNELS = 4
@@ -96,6 +102,31 @@ def _stim_id(path: Path) -> str:
     return path.stem
 
 
+def check_output_labels(stim_files: Any) -> dict[str, Path]:
+    """Refuse two stimuli whose outputs would get the same BIDS label.
+
+    Output files name a stimulus by ``stim-<label>``, the letters and digits of its file name
+    stem (:func:`nipype_brainrecon.derivatives.label`); two stimuli with one label would
+    overwrite each other's outputs (and share one stimulus id). Returns ``{label: file}``.
+
+    >>> sorted(check_output_labels([Path("a/stim-01.png"), Path("b/stim-02.png")]))
+    ['stim01', 'stim02']
+    >>> check_output_labels([Path("s/stim-01.png"), Path("s/stim_01.jpg")])
+    Traceback (most recent call last):
+    ...
+    nipype_brainrecon.errors.DataError: s/stim-01.png and s/stim_01.jpg get the same output label 'stim01'; rename one
+    """
+    from nipype_brainrecon.derivatives import label
+
+    seen: dict[str, Path] = {}
+    for path in sorted({Path(p) for p in stim_files}):
+        key = label(_stim_id(path))
+        if key in seen:
+            raise DataError(f"{seen[key]} and {path} get the same output label '{key}'; rename one")
+        seen[key] = path
+    return seen
+
+
 def check_participant(
     participant: Any,
     settings: Mapping[str, Any],
@@ -128,7 +159,7 @@ def check_participant(
     MissingInputError
         The model folder is absent or incomplete.
     DataError
-        An unreadable stimulus image, an empty ROI, no test set, too few training trials.
+        Two stimuli with the same output label, an unreadable stimulus image, an empty ROI, no test set, too few training trials.
     UsageError
         An ROI name not in the label table; the decoders need more memory than ``mem_gb``.
     """
@@ -148,6 +179,7 @@ def check_participant(
         if folder is not None:
             check_model_folder(folder)
 
+    check_output_labels(participant.stim_files)
     check_images(participant.stim_files)
 
     reference, brain = participant.runs[0].bold, participant.runs[0].mask
