@@ -15,7 +15,8 @@ Benchmarks (default set marked *): ridge* (decoder solver vs himalaya / scikit-l
 (single-trial GLM vs nilearn), identification* (vectorised vs the paper's loop), reconstruction*
 (batched vs batch 1), encoding* (when ``benchmarks/bench_encoding.py`` exists), demo* (end-to-end
 ``brainrecon-demo`` time, goal <= 5 min on 2 cores), nsd_scale (NSD-size decoders; long, run
-it by name), gpu_reconstruction and gpu_ridge (default only when a CUDA GPU is visible).
+it by name), gpu_reconstruction (ours vs diffusers' img2img pipeline), gpu_end_to_end (an NSD-size
+subject, betas to scores) and gpu_ridge (default only when a CUDA GPU is visible).
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ BENCHMARKS = [
         ["gpu_reconstruction_tiny.json"],
         quick_args=["--tiny"],
         default=_cuda,
+    ),
+    Bench(
+        "gpu_end_to_end",
+        "gpu_end_to_end",
+        "NSD-size subject end to end on a GPU (betas -> decoders -> images -> scores)",
+        ["gpu_end_to_end.json"],
+        ["gpu_end_to_end_tiny.json"],
+        quick_args=["--tiny"],
+        default=lambda: _cuda() and (HERE / "gpu_end_to_end.py").exists(),
     ),
     Bench(
         "gpu_ridge",
@@ -383,6 +393,8 @@ def _rows_reconstruction(d: dict[str, Any]) -> list[Row]:
     key = "samples_per_s" if any("samples_per_s" in r for r in d.get("results", [])) else None
     key = key or "images_per_s"
     unit = " samples/s" if key == "samples_per_s" else " images/s"
+    if d.get("diffusers_compared"):
+        return _rows_vs_diffusers(d, mtext)
     base = next((r for r in d.get("results", []) if r.get("batch_size") == 1), None)
     for r in d.get("results", []):
         if r.get("batch_size") == 1:
@@ -398,6 +410,116 @@ def _rows_reconstruction(d: dict[str, Any]) -> list[Row]:
             }
         )
     return rows
+
+
+def _rows_vs_diffusers(d: dict[str, Any], mtext: str) -> list[Row]:
+    """gpu_reconstruction with diffusers' StableDiffusionImg2ImgPipeline beside ours."""
+    rows = []
+    for r in d.get("results", []):
+        ref, diff = r.get("diffusers", {}), r.get("diff_vs_diffusers", {})
+        mem_ours = r.get("peak_gpu_gib", r.get("peak_rss_gib"))
+        mem_ref = ref.get("peak_gpu_gib", ref.get("peak_rss_gib"))
+        rows.append(
+            {
+                "case": f"batch {r['batch_size']}, ours vs diffusers img2img "
+                f"({d.get('model', 'model')}); max pixel diff on the same inputs "
+                f"{diff.get('max_abs_pixel_diff', '–')} levels",
+                "ours": _f(r.get("images_per_s"), ".2f", " images/s"),
+                "reference": "diffusers StableDiffusionImg2ImgPipeline: "
+                + _f(ref.get("images_per_s"), ".2f", " images/s"),
+                "ratio": _speed(r.get("speedup_vs_diffusers")),
+                "memory": f"peak {_f(mem_ours, '.2f')} vs {_f(mem_ref, '.2f')} GiB",
+                "machine": mtext,
+            }
+        )
+    return rows
+
+
+def _rows_gpu_end_to_end(d: dict[str, Any]) -> list[Row]:
+    device = str(d.get("device", "?"))
+    device = device if device.startswith("cpu") else f"GPU {device}"
+    mtext = f"{device}, {d.get('dtype', '')}, torch {d.get('torch', '?')}"
+    s, rec = d.get("shapes", {}), d.get("reconstruction", {})
+    rows = []
+    for r in d.get("stages", []):
+        mem = f"RSS {_f(r.get('peak_rss_gib'), '.2f')} GiB"
+        if r.get("peak_gpu_gib") is not None:
+            mem += f", GPU {_f(r.get('peak_gpu_gib'), '.2f')} GiB"
+        rows.append(
+            {
+                "case": f"{r['stage']} ({s.get('n_train', '?'):,} trials, {s.get('n_test', '?')} "
+                "test images)",
+                "ours": _f(r.get("seconds"), ".1f", " s"),
+                "reference": "–",
+                "ratio": "–",
+                "memory": mem,
+                "machine": mtext,
+            }
+        )
+    how = "measured" if rec.get("full_test_set_measured") else "extrapolated"
+    rows.append(
+        {
+            "case": f"whole subject, {rec.get('full_test_set_samples', '?')} samples ({how})",
+            "ours": _f(d.get("total_seconds_full_test_set"), ".0f", " s"),
+            "reference": "–",
+            "ratio": "–",
+            "memory": "–",
+            "machine": mtext,
+        }
+    )
+    return rows
+
+
+def _gpu_vs_diffusers_section() -> list[str]:
+    """The GPU reconstruction section: what the scripts do, how to run them, their status."""
+    lines = [
+        "",
+        "## GPU reconstruction vs diffusers' pipeline",
+        "",
+        "`benchmarks/gpu_reconstruction.py` times our `reconstruct` against diffusers' own "
+        "`StableDiffusionImg2ImgPipeline` built from the same U-Net, VAE and DDIM scheduler "
+        "config (SD v1 configuration, random weights; strength 0.8, 50 steps, guidance 5, the "
+        "same dtype; on CUDA float16 with SDPA attention and channels-last weights), at batch "
+        "1, 4, 8, 16 and 32, in one process: images/s, peak GPU memory (peak RSS on CPU) and "
+        "the largest pixel difference between the two given the same init latents, embeddings "
+        "and noise (diffusers draws the VAE posterior sample and the img2img noise from one "
+        "generator, so the difference is measured with our init latents passed as `image` and "
+        "generators seeded with our noise seeds; 0 on CPU in float32). It also compares each "
+        "image between batch sizes (at most one level on a few values: kernels block batches "
+        "differently; bit-identical at a fixed batch size). `benchmarks/gpu_end_to_end.py` "
+        "runs an NSD-size synthetic subject (24,980 trials × 5,917 early / 7,604 ventral "
+        "voxels, 982 test images × 5 samples) from betas through the decoders (torch backend) "
+        "to reconstructions and scores, with time and peak memory per stage. Both check "
+        "themselves on CPU with `--device cpu --tiny` (`tests/benchmarks/test_gpu_scripts.py`).",
+        "",
+        "On a machine with a CUDA GPU:",
+        "",
+        "```bash",
+        "python -m benchmarks.gpu_reconstruction && python -m benchmarks.gpu_end_to_end "
+        "&& python -m benchmarks --report-only",
+        "```",
+        "",
+    ]
+    rec, e2e = _load("gpu_reconstruction.json"), _load("gpu_end_to_end.json")
+    if rec and rec[0].get("diffusers_compared"):
+        lines.append(
+            f"- Ours vs diffusers: measured on {rec[0].get('device')} ({rec[1]}); rows above, "
+            "table in `benchmarks/results/gpu_reconstruction.md`."
+        )
+    else:
+        lines.append(
+            "- Ours vs diffusers on a GPU: **pending** (not yet run on a GPU; the "
+            "gpu_reconstruction rows above are the earlier batch-size benchmark without "
+            "diffusers)."
+        )
+    if e2e:
+        lines.append(
+            f"- End to end: measured on {e2e[0].get('device')} ({e2e[1]}); table in "
+            "`benchmarks/results/gpu_end_to_end.md`."
+        )
+    else:
+        lines.append("- End to end on a GPU: **pending** (not yet run on a GPU).")
+    return lines
 
 
 def _rows_nsd(d: dict[str, Any]) -> list[Row]:
@@ -488,6 +610,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "gpu_reconstruction": _rows_reconstruction,
     "nsd_scale": _rows_nsd,
     "gpu_ridge": _rows_gpu_ridge,
+    "gpu_end_to_end": _rows_gpu_end_to_end,
     "demo": _rows_demo,
 }
 
@@ -559,6 +682,7 @@ def report(quick: bool = False) -> str:
         "against the 5-minute goal; peak RSS of the largest process.",
         "- **gpu_***: run when a CUDA GPU is visible; the device is named in the machine column.",
     ]
+    lines += _gpu_vs_diffusers_section()
     return "\n".join(lines) + "\n"
 
 
