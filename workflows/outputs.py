@@ -25,6 +25,12 @@ def _local(interface, name: str) -> pe.Node:
     return pe.Node(interface, name=name, mem_gb=1.0, run_without_submitting=True)
 
 
+def input_datasets(participant: Any) -> dict[str, str]:
+    """``{"raw": bids_dir, "fmriprep": derivatives}`` of a participant's inputs: the dataset
+    names of the ``bids:`` URIs (as ``init_output_dataset`` links them)."""
+    return {"raw": str(participant.bids_dir), "fmriprep": str(participant.derivatives)}
+
+
 def connect_participant_derivatives(
     workflow: pe.Workflow,
     participant: Any,
@@ -36,12 +42,17 @@ def connect_participant_derivatives(
     stim_files: Mapping[str, str],
     settings: Mapping[str, Any],
     command: str = "",
+    datasets: Mapping[str, str | Path] | None = None,
 ) -> pe.Node:
     """Add the derivatives writers of one participant to ``workflow``.
 
     Stages: ``ds_betas`` (betas, trials), ``ds_decoder_z`` / ``ds_decoder_c`` (ROI mask,
     decoder, predictions, scores), ``ds_reconstruction`` (PNGs, test stimuli, metrics); then
     ``write_derivatives`` puts their files into ``sub-<label>/`` whole or not at all.
+
+    ``datasets`` (``{name: root}``, default :func:`input_datasets`) names the input files in the
+    sidecars and the summary by ``bids:<name>:<path>`` URIs; the names must be those of
+    ``DatasetLinks`` in ``dataset_description.json``.
 
     Returns
     -------
@@ -53,6 +64,7 @@ def connect_participant_derivatives(
         "output_dir": str(output_dir),
         "subject": participant.participant,
         "settings": dict(settings),
+        "datasets": {k: str(v) for k, v in (datasets or input_datasets(participant)).items()},
     }
     bold_files = [str(r.bold) for r in runs]
     ds_betas = _local(

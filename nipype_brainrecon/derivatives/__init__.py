@@ -22,7 +22,12 @@ Layout (see ``docs/outputs.md``)::
 
 Files the BIDS specification does not define are listed in ``.bidsignore``.
 
+No output holds an absolute path of the machine: inputs are ``bids:<dataset>:<path>`` URIs
+(``DatasetLinks`` locates the datasets relative to the output), outputs are relative paths, the
+model is its hub id or folder identity.
+
 Modules: :mod:`.layout` (names, entities, URIs), :mod:`.files` (sidecars, copies, provenance),
+:mod:`.portable` (portable provenance: URIs, relative locations, model names),
 :mod:`.dataset` (dataset-level files, methods text, settings), :mod:`.subject` (one writer per
 stage and the whole-or-nothing assembly of ``sub-<label>/``).
 """
@@ -47,6 +52,16 @@ from .layout import (
     run_prefix,
     subject_metrics_name,
 )
+from .portable import (
+    dataset_links,
+    dataset_name,
+    model_name,
+    portable_command,
+    portable_settings,
+    relative_location,
+    resolve_uri,
+    source_uri,
+)
 from .subject import (
     SUMMARY_KEYS,
     assemble_subject,
@@ -69,11 +84,19 @@ __all__ = [
     "container_info",
     "copy_file",
     "dataset_description",
+    "dataset_links",
+    "dataset_name",
     "init_output_dataset",
     "label",
     "merge_sections",
+    "model_name",
+    "portable_command",
+    "portable_settings",
     "provenance",
+    "relative_location",
+    "resolve_uri",
     "run_prefix",
+    "source_uri",
     "stage_betas",
     "stage_decoder",
     "stage_reconstructions",

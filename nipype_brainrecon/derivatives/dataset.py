@@ -13,6 +13,7 @@ from ..config import DEFAULTS, Settings
 from ..errors import OutputError
 from ..io import atomic_write_text
 from .layout import BIDS_VERSION, BIDSIGNORE, PIPELINE_NAME
+from .portable import RAW, model_name, portable_settings, relative_location
 
 CITATION = """\
 # Citing nipype-brainrecon
@@ -60,9 +61,18 @@ def container_info() -> dict[str, str] | None:
 
 
 def dataset_description(
-    *, bids_dir: str | os.PathLike, derivatives: Mapping[str, str | os.PathLike]
+    *,
+    bids_dir: str | os.PathLike,
+    derivatives: Mapping[str, str | os.PathLike],
+    output_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """``dataset_description.json`` content of the output derivatives dataset."""
+    """``dataset_description.json`` content of the output derivatives dataset.
+
+    ``DatasetLinks`` maps the names used in the sidecars' ``bids:<name>:<path>`` URIs (``raw``:
+    ``bids_dir``; the keys of ``derivatives``, e.g. ``fmriprep``) to each dataset's location
+    relative to ``output_dir`` (e.g. ``../bids``), so the dataset holds no absolute path of
+    the machine it was made on; ``SourceDatasets`` lists those locations once each.
+    """
     generated: dict[str, Any] = {
         "Name": PIPELINE_NAME,
         "Version": __version__,
@@ -71,14 +81,14 @@ def dataset_description(
     container = container_info()
     if container:
         generated["Container"] = container
-    links = {"raw": Path(bids_dir).absolute().as_uri()}
-    links.update({name: Path(path).absolute().as_uri() for name, path in derivatives.items()})
+    links = {RAW: relative_location(bids_dir, output_dir)}
+    links.update({name: relative_location(path, output_dir) for name, path in derivatives.items()})
     return {
         "Name": "nipype-brainrecon outputs",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
-        "SourceDatasets": [{"URL": uri} for uri in links.values()],
+        "SourceDatasets": [{"URL": url} for url in dict.fromkeys(links.values())],
         "DatasetLinks": links,
     }
 
@@ -93,15 +103,18 @@ def init_output_dataset(
     """Create (or refresh) the top-level files of the derivatives dataset.
 
     ``settings`` are the run's flat settings (:meth:`nipype_brainrecon.config.Settings.flat`);
-    they are saved as ``logs/settings.toml`` beside the methods text.
+    they are saved as ``logs/settings.toml`` beside the methods text, portable
+    (:func:`~nipype_brainrecon.derivatives.portable.portable_settings`: the model by its
+    identity, other paths relative to ``output_dir``).
     """
     out = Path(output_dir)
     try:
         (out / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create the output folder ({exc.strerror})") from exc
-    description = dataset_description(bids_dir=bids_dir, derivatives=derivatives)
+    description = dataset_description(bids_dir=bids_dir, derivatives=derivatives, output_dir=out)
     atomic_write_text(out / "dataset_description.json", json.dumps(description, indent=2) + "\n")
+    settings = portable_settings(settings, out)
     atomic_write_text(out / ".bidsignore", BIDSIGNORE)
     atomic_write_text(
         out / "README.md",
@@ -115,8 +128,13 @@ def init_output_dataset(
 
 
 def citation_text(settings: Mapping[str, Any]) -> str:
-    """The methods paragraph with this run's settings filled in (defaults for those missing)."""
+    """The methods paragraph with this run's settings filled in (defaults for those missing).
+
+    The model is named by its hub id or, for a local folder, by its folder name and weights
+    hash (:func:`~nipype_brainrecon.derivatives.portable.model_name`), never by its path.
+    """
     cfg = {**DEFAULTS.flat(), "model": "?", **settings}
+    cfg["model"] = model_name(cfg["model"])
     fields = {
         "version": __version__,
         "betas_method": str(cfg["betas_method"]).upper(),

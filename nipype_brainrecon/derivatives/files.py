@@ -12,6 +12,7 @@ from typing import Any
 from .._version import __version__
 from ..io import atomic_write_text
 from .layout import PIPELINE_NAME
+from .portable import portable_settings
 
 
 def write_json(path: str | os.PathLike, content: Mapping[str, Any]) -> Path:
@@ -31,12 +32,18 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
-def provenance(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What every sidecar records of the software and the run's settings."""
+def provenance(
+    settings: Mapping[str, Any], root: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """What every sidecar records of the software and the run's settings.
+
+    The settings are portable (:func:`~.portable.portable_settings`): the model by its hub id
+    or folder identity, other paths relative to ``root`` (the output dataset).
+    """
     return {
         "SoftwareName": PIPELINE_NAME,
         "SoftwareVersion": __version__,
-        "Settings": dict(settings),
+        "Settings": portable_settings(settings, root),
     }
 
 

@@ -5,7 +5,11 @@ writes what it generates (sidecars, PNGs) into a staging folder of its own and r
 
 * ``files``: ``{path relative to sub-<label>/: source file}`` (generated or the stage's
   outputs, copied only when the subject is assembled), and
-* ``section``: its part of the summary the report is built from (paths as they will be).
+* ``section``: its part of the summary the report is built from.
+
+Nothing written holds an absolute path of the machine (see :mod:`.portable`): inputs are named
+by ``bids:<dataset>:<path>`` URIs through ``datasets`` (``{"raw": bids_dir, "fmriprep":
+derivatives}``), outputs by paths relative to the output dataset, the model by its identity.
 
 :func:`assemble_subject` copies every stage's files into ``sub-<label>/`` under a temporary
 name and moves it into place (whole or not at all), then writes ``logs/sub-<label>_summary.json``.
@@ -23,6 +27,15 @@ from ..config import DEFAULTS
 from ..io import atomic_directory
 from .files import copy_file, provenance, sidecar_of, write_json
 from .layout import PIPELINE_NAME, label, run_prefix, subject_metrics_name
+from .portable import (
+    RAW,
+    Datasets,
+    dataset_links,
+    portable_command,
+    portable_settings,
+    relative_location,
+    source_uri,
+)
 
 #: Keys of the summary in the order the report reads them.
 SUMMARY_KEYS = (
@@ -37,6 +50,11 @@ def _subject_dir(output_dir: str | os.PathLike, subject: str) -> Path:
     return Path(output_dir) / f"sub-{subject}"
 
 
+def _output(subject: str, rel: str) -> str:
+    """A file of ``sub-<label>/`` as the summary names it: relative to the output dataset."""
+    return f"sub-{subject}/{rel}"
+
+
 def stage_betas(
     staging: str | os.PathLike,
     *,
@@ -48,9 +66,15 @@ def stage_betas(
     trials_files: Sequence[str],
     settings: Mapping[str, Any],
     space: str = "T1w",
+    datasets: Datasets | None = None,
 ) -> tuple[Files, dict[str, Any]]:
-    """The betas stage: per-run betas (+ sidecar) and trials tables under ``func/``."""
+    """The betas stage: per-run betas (+ sidecar) and trials tables under ``func/``.
+
+    ``datasets`` (``{name: root}`` of the input datasets) names the BOLD files in ``Sources``
+    and the summary by ``bids:<name>:<path>`` URIs.
+    """
     staging = Path(staging)
+    datasets = dict(datasets or {})
     method = label(settings.get("betas_method", DEFAULTS.glm.betas_method))
     files: Files = {}
     for entities, bold, betas, trials in zip(
@@ -65,21 +89,28 @@ def stage_betas(
             sidecar,
             {
                 "Description": "Single-trial response amplitudes, one volume per trial",
-                "Sources": [str(Path(bold).absolute().as_uri())],
-                **provenance(settings),
+                "Sources": [source_uri(bold, datasets, output_dir)],
+                **provenance(settings, output_dir),
             },
         )
         files[sidecar_of(Path(rel)).as_posix()] = str(sidecar)
-    subject_dir = _subject_dir(output_dir, subject)
     section = {
         "inputs": {
             "n_runs": len(bold_files),
-            "bold_files": [str(b) for b in bold_files],
-            "betas_files": [str(subject_dir / r) for r in files if r.endswith("_betas.nii.gz")],
+            "bold_files": [source_uri(b, datasets, output_dir) for b in bold_files],
+            "betas_files": [_output(subject, r) for r in files if r.endswith("_betas.nii.gz")],
         },
-        "reference_bold": str(bold_files[0]),
+        "reference_bold": source_uri(bold_files[0], datasets, output_dir),
     }
     return files, section
+
+
+def _portable_sidecar(content: Mapping[str, Any], root: str | os.PathLike) -> dict[str, Any]:
+    """A decoder sidecar with its ``Metadata`` (model, paths) made portable."""
+    out = portable_settings(content, root)
+    if isinstance(content.get("Metadata"), Mapping):
+        out["Metadata"] = portable_settings(content["Metadata"], root)
+    return out
 
 
 def stage_decoder(
@@ -97,14 +128,18 @@ def stage_decoder(
     bold_files: Sequence[str] = (),
     alpha_counts: Mapping[str, int] | None = None,
     space: str = "T1w",
+    datasets: Datasets | None = None,
 ) -> tuple[Files, dict[str, Any]]:
-    """The decoding stage of one target (z or c): its ROI mask, decoder, predictions, scores."""
+    """The decoding stage of one target (z or c): its ROI mask, decoder, predictions, scores.
+
+    The mask's ``SpatialReference`` is the first BOLD file as a ``bids:`` URI (``datasets``).
+    """
     import json
 
     staging = Path(staging)
+    datasets = dict(datasets or {})
     default_roi = getattr(DEFAULTS.decoding, f"{target}_roi")
     roi_name = str(scores.get("roi") or settings.get(f"{target}_roi", default_roi))
-    raw_sources = [str(Path(b).absolute().as_uri()) for b in bold_files]
     mask = f"func/sub-{subject}_space-{space}_label-{label(roi_name)}_mask.nii.gz"
     stem = f"decoding/sub-{subject}_target-{target}_roi-{label(roi_name)}"
     files: Files = {mask: str(roi_file)}
@@ -112,12 +147,13 @@ def stage_decoder(
         sidecar_of(Path(mask)).as_posix(): {
             "Type": "ROI",
             "Description": f"Region decoding {target}: {roi_name}",
-            "RawSources": raw_sources[:1],
-            "SpatialReference": raw_sources[0] if raw_sources else "",
+            "SpatialReference": source_uri(bold_files[0], datasets, output_dir)
+            if bold_files
+            else "",
         },
         f"{stem}_decoder.json": {
-            **json.loads(Path(decoder_sidecar).read_text()),
-            **provenance(settings),
+            **_portable_sidecar(json.loads(Path(decoder_sidecar).read_text()), output_dir),
+            **provenance(settings, output_dir),
         },
         f"{stem}_scores.json": dict(scores),
     }
@@ -127,7 +163,7 @@ def stage_decoder(
         files[rel] = str(write_json(staging / rel, content))
     roi = {
         "name": roi_name,
-        "mask": str(_subject_dir(output_dir, subject) / mask),
+        "mask": _output(subject, mask),
         "n_voxels": int(scores.get("n_voxels", 0)),
     }
     section = {
@@ -150,14 +186,18 @@ def stage_reconstructions(
     test_stimuli_file: str,
     split_info: Mapping[str, Any],
     settings: Mapping[str, Any],
+    datasets: Datasets | None = None,
 ) -> tuple[Files, dict[str, Any]]:
-    """The reconstruction stage: PNGs per sample, the test stimuli, the metrics (+ sidecar)."""
+    """The reconstruction stage: PNGs per sample, the test stimuli, the metrics (+ sidecar).
+
+    The seen images are named by ``bids:`` URIs (``datasets``) in the summary.
+    """
     import numpy as np
     import pandas as pd
     from PIL import Image
 
     staging = Path(staging)
-    subject_dir = _subject_dir(output_dir, subject)
+    datasets = dict(datasets or {})
     images = np.load(images_file)
     ids = pd.read_csv(images_stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"]
     (staging / "recon").mkdir(parents=True, exist_ok=True)
@@ -169,10 +209,9 @@ def stage_reconstructions(
             rel = f"recon/sub-{subject}_stim-{label(sid)}_sample-{k}_recon.png"
             Image.fromarray(images[row, k]).save(staging / rel)
             files[rel] = str(staging / rel)
-            paths.append(str(subject_dir / rel))
-        test_stimuli.append(
-            {"stim_id": sid, "stimulus": str(stim_files[sid]), "reconstructions": paths}
-        )
+            paths.append(_output(subject, rel))
+        stimulus = source_uri(stim_files[sid], datasets, output_dir)
+        test_stimuli.append({"stim_id": sid, "stimulus": stimulus, "reconstructions": paths})
     metrics_name = subject_metrics_name(subject)
     files[metrics_name] = str(metrics_file)
     sidecar = write_json(
@@ -181,14 +220,14 @@ def stage_reconstructions(
             "Description": "Reconstruction metrics with chance levels and baselines",
             "NumberOfTestImages": int(images.shape[0]),
             "SamplesPerImage": int(images.shape[1]),
-            **provenance(settings),
+            **provenance(settings, output_dir),
         },
     )
     files[sidecar.name] = str(sidecar)
     section = {
         "split": dict(split_info),
         "test_stimuli": test_stimuli,
-        "metrics": str(subject_dir / metrics_name),
+        "metrics": _output(subject, metrics_name),
     }
     return files, section
 
@@ -214,8 +253,15 @@ def assemble_subject(
     settings: Mapping[str, Any],
     bids_dir: str | os.PathLike,
     command: str = "",
+    datasets: Datasets | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Put every stage's files into ``sub-<label>/`` (whole or not at all); write the summary.
+
+    The summary is portable: ``inputs.datasets`` gives each input dataset's ``Name`` and
+    location (``URL``) relative to ``output_dir`` (``datasets``: ``{name: root}``, ``raw`` being
+    ``bids_dir``), which the ``bids:`` URIs of the inputs refer to; ``inputs.bids_dir`` and
+    ``inputs.derivatives`` (the ``fmriprep`` dataset) are those locations; the settings and the
+    command hold no absolute path (:mod:`.portable`).
 
     Returns the subject folder and the summary the HTML report is built from.
     """
@@ -225,12 +271,17 @@ def assemble_subject(
             for rel, src in stage.items():
                 copy_file(src, tmp / rel)
     merged = merge_sections(sections)
-    merged["inputs"] = {"bids_dir": str(bids_dir), **merged.get("inputs", {})}
+    datasets = {RAW: bids_dir, **(datasets or {})}
+    links = dataset_links(datasets, output_dir)
+    inputs = {"bids_dir": relative_location(datasets[RAW], output_dir)}
+    if "fmriprep" in datasets:
+        inputs["derivatives"] = relative_location(datasets["fmriprep"], output_dir)
+    merged["inputs"] = {**inputs, "datasets": links, **merged.get("inputs", {})}
     merged.update(
         subject=subject,
         software={"name": PIPELINE_NAME, "version": __version__},
-        command=command,
-        settings=dict(settings),
+        command=portable_command(command, output_dir),
+        settings=portable_settings(settings, output_dir),
         errors=[],
     )
     summary = {key: merged[key] for key in SUMMARY_KEYS if key in merged}

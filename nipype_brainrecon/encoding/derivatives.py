@@ -11,6 +11,10 @@ from ..errors import DataError
 from .maps import MAP_STATISTICS, map_filename
 
 
+def _relative(path: Path, root: str | os.PathLike) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
 def write_encoding_derivatives(
     *,
     output_dir: str | os.PathLike,
@@ -33,24 +37,22 @@ def write_encoding_derivatives(
     Maps: ``sub-<label>[_task-<task>]_space-<space>_desc-<feature><Stat>_statmap.nii.gz``
     with a JSON sidecar (feature space, statistic, chance level, settings, sources); the
     ROI table: ``sub-<label>[_task-<task>]_desc-encoding_rois.tsv`` (+ JSON describing the
-    columns). Both are listed in the dataset's ``.bidsignore``.
+    columns). Both are listed in the dataset's ``.bidsignore``. ``sources`` are the inputs'
+    ``bids:<dataset>:<path>`` URIs; the settings are recorded portable (the model by its
+    identity, paths relative to ``output_dir``).
 
     Returns
     -------
     dict
-        ``summary`` with an ``"encoding"`` entry (paths and settings) for the report.
+        ``summary`` with an ``"encoding"`` entry (paths relative to ``output_dir``, and
+        settings) for the report.
     """
-    from .._version import __version__
-    from ..derivatives import PIPELINE_NAME, copy_file, write_json
+    from ..derivatives import copy_file, provenance, write_json
 
     if len(map_files) != len(map_names):
         raise DataError(f"{len(map_files)} map files for {len(map_names)} names")
     func = Path(output_dir) / f"sub-{subject}" / "func"
-    provenance = {
-        "SoftwareName": PIPELINE_NAME,
-        "SoftwareVersion": __version__,
-        "Settings": dict(settings or {}),
-    }
+    recorded = provenance(settings or {}, output_dir)
     written = []
     for path, name in zip(map_files, map_names, strict=True):
         feature, _, stat = name.rpartition(":")
@@ -63,7 +65,7 @@ def write_encoding_derivatives(
             "NumberOfTrainingTrials": int(n_train),
             "NumberOfTestStimuli": int(n_test),
             "Sources": list(sources),
-            **provenance,
+            **recorded,
         }
         if feature in spaces:
             sidecar["NumberOfFeatures"] = spaces[feature].get("n_features")
@@ -71,7 +73,7 @@ def write_encoding_derivatives(
         if feature.startswith("unet_") and unet_info:
             sidecar["UNet"] = dict(unet_info)
         write_json(dst.with_name(dst.name.replace(".nii.gz", ".json")), sidecar)
-        written.append({"feature": feature, "statistic": stat, "path": str(dst)})
+        written.append({"feature": feature, "statistic": stat, "path": _relative(dst, output_dir)})
     task_part = f"_task-{task}" if task else ""
     table = copy_file(roi_summary_file, func / f"sub-{subject}{task_part}_desc-encoding_rois.tsv")
     write_json(
@@ -87,13 +89,13 @@ def write_encoding_derivatives(
             "n_voxels": {"Description": "voxels in the region"},
             "mean": {"Description": "mean of the statistic over the region's voxels"},
             "median": {"Description": "median over the region's voxels"},
-            **provenance,
+            **recorded,
         },
     )
     out = dict(summary or {})
     out["encoding"] = {
         "maps": written,
-        "roi_table": str(table),
+        "roi_table": _relative(table, output_dir),
         "spaces": {k: dict(v) for k, v in spaces.items()},
         "n_train": int(n_train),
         "n_test": int(n_test),

@@ -23,6 +23,12 @@ class _StageInputSpec(BaseInterfaceInputSpec):
     output_dir = Directory(mandatory=True, desc="root of the derivatives dataset")
     subject = traits.Str(mandatory=True, desc="participant label without sub-")
     settings = traits.Dict(mandatory=True, desc="every setting of the run, for provenance")
+    datasets = traits.Dict(
+        traits.Str,
+        traits.Str,
+        desc="name -> root of each input dataset ('raw', 'fmriprep'): inputs are recorded as "
+        "bids:<name>:<path> URIs",
+    )
 
 
 class _StageOutputSpec(TraitedSpec):
@@ -146,6 +152,7 @@ class AssembleDerivatives(SimpleInterface):
             settings=inputs.settings,
             bids_dir=inputs.bids_dir,
             command=inputs.command,
+            datasets=inputs.datasets if isdefined(inputs.datasets) else None,
         )
         self._results.update(subject_dir=str(subject_dir), summary=summary)
         return runtime

@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from .._version import __version__
+from ..derivatives.portable import RAW, model_name, resolve_uri
 from ..errors import DataError, UsageError
 from ..io import atomic_write_text
 from .encoding import report_section
@@ -85,9 +86,42 @@ def _thumbnail_png(path: Path, size: int = THUMBNAIL_SIZE) -> bytes:
     return buffer.getvalue()
 
 
+def _resolved(summary: ParticipantSummary, root: Path) -> ParticipantSummary:
+    """The summary with the files it names as paths on this machine: ``bids:<name>:<path>``
+    URIs through ``inputs.datasets``, relative paths under ``root`` (the output dataset)."""
+    links = summary.inputs.locations
+
+    def at(path: str | None) -> str | None:
+        return resolve_uri(path, links, root) if path else path
+
+    encoding = summary.encoding
+    if encoding is not None:
+        maps = tuple(replace(m, path=at(m.path)) for m in encoding.maps)
+        encoding = replace(encoding, roi_table=at(encoding.roi_table), maps=maps)
+    stimuli = tuple(
+        replace(s, stimulus=at(s.stimulus), reconstructions=tuple(map(at, s.reconstructions)))
+        for s in summary.test_stimuli
+    )
+    return replace(
+        summary,
+        reference_bold=at(summary.reference_bold),
+        rois=tuple(replace(r, mask=at(r.mask)) for r in summary.rois),
+        test_stimuli=stimuli,
+        metrics=at(summary.metrics),
+        encoding=encoding,
+    )
+
+
+def _dataset_html(name: str, location: str, ctx: _Context) -> str:
+    """A dataset as its name linked by a relative URL, with its location."""
+    href = relative_url(resolve_uri(location, {}, ctx.root), ctx.base)
+    return f'<a href="{escape(href)}">{escape(name)}</a> (<code>{escape(location)}</code>)'
+
+
 @dataclass
 class _Context:
     base: Path  # the page's folder: links are relative to it
+    root: Path  # the output dataset: relative paths of the summary are relative to it
     figures_dir: Path
     prefix: str  # "sub-<label>"
     external_images: str
@@ -130,11 +164,13 @@ def _summary_section(summary: ParticipantSummary, ctx: _Context) -> str:
         software = summary.software
         text = f"{software.name or ''} {software.version or ''}".strip()
         items.append(("Software", escape(text)))
-    for path, label in (
-        (inputs.bids_dir, "Input dataset"),
-        (inputs.derivatives, "Preprocessed data"),
-    ):
-        if path:
+    names = {RAW: inputs.bids_dir, "fmriprep": inputs.derivatives}
+    for key, label in ((RAW, "Input dataset"), ("fmriprep", "Preprocessed data")):
+        dataset, path = inputs.datasets.get(key) or {}, names[key]
+        if dataset.get("URL"):
+            name = str(dataset.get("Name") or key)
+            items.append((label, _dataset_html(name, str(dataset["URL"]), ctx)))
+        elif path:
             items.append((label, f"<code>{escape(path)}</code>"))
     counts = [
         f"{escape(n)} {label}{'' if str(n) == '1' else 's'}"
@@ -143,7 +179,8 @@ def _summary_section(summary: ParticipantSummary, ctx: _Context) -> str:
     ]
     if counts:
         items.append(("Data", ", ".join(counts)))
-    for found, label in ((summary.model, "Model"), (summary.random_seed, "Random seed")):
+    model = model_name(summary.model)
+    for found, label in ((model, "Model"), (summary.random_seed, "Random seed")):
         if found is not None:
             items.append((label, value_html(found)))
     if summary.rois:
@@ -327,6 +364,7 @@ def write_participant_report(
     *,
     figures_dir: str | os.PathLike,
     external_images: ExternalImages = "embed",
+    root: str | os.PathLike | None = None,
 ) -> Path:
     """Write one participant's HTML report and its figures.
 
@@ -347,6 +385,10 @@ def write_participant_report(
         Images outside the page's folder (stimuli in the raw dataset): embedded as PNG
         thumbnails of at most :data:`THUMBNAIL_SIZE` px (the page stays readable when the
         derivatives move), or linked by relative path.
+    root : path, optional
+        The output dataset, which the summary's relative paths are relative to (default: the
+        page's folder); its ``bids:<name>:<path>`` URIs name files of the input datasets at the
+        locations of ``inputs.datasets`` (relative to ``root``).
 
     Returns
     -------
@@ -368,8 +410,11 @@ def write_participant_report(
     if not isinstance(summary, ParticipantSummary):
         summary = ParticipantSummary.from_dict(summary)
     out_html = Path(os.path.abspath(out_html))
+    root = Path(os.path.abspath(root)) if root is not None else out_html.parent
+    summary = _resolved(summary, root)
     ctx = _Context(
         base=out_html.parent,
+        root=root,
         figures_dir=Path(os.path.abspath(figures_dir)),
         prefix=summary.prefix,
         external_images=external_images,

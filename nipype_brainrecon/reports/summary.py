@@ -15,7 +15,9 @@ Keys (see ``docs/report.md``)::
     software           {"name", "version"}
     command            the command line, a string
     settings           every setting (nested mappings allowed)
-    inputs             {"bids_dir", "derivatives", "n_runs", "n_trials", "bold_files": [...], ...}
+    inputs             {"bids_dir", "derivatives", "datasets", "n_runs", "n_trials",
+                        "bold_files": [...], ...}; "datasets": {name: {"Name", "URL"}} of the
+                        input datasets, the names of the bids:<name>:<path> URIs
     reference_bold     a 3D or 4D BOLD image (the background of the ROI figure)
     rois               {target: {"name", "mask", "n_voxels"}} (or {target: mask path})
     split              {"TestSetRule", "NumberOfTrainingTrials", ...}
@@ -140,20 +142,34 @@ class Software:
 class Inputs:
     """``inputs``: where the data came from and how much there was.
 
-    ``entries`` keeps every input as given, in order (the report's About section lists them).
+    ``bids_dir`` and ``derivatives`` are locations (relative to the output dataset in a run's
+    summary); ``datasets`` gives each input dataset's ``Name`` and location (``URL``) by the
+    name its ``bids:<name>:<path>`` URIs use. ``entries`` keeps every input as given, in order
+    (the report's About section lists them).
     """
 
     bids_dir: str | None = None
     derivatives: str | None = None
     n_runs: int | None = None
     n_trials: int | None = None
+    datasets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     entries: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def locations(self) -> dict[str, str]:
+        """``{name: location}`` of the input datasets (for resolving ``bids:`` URIs)."""
+        return {k: str(v["URL"]) for k, v in self.datasets.items() if v.get("URL")}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Inputs:
+        datasets = _mapping(d.get("datasets"), "inputs.datasets", "a mapping of name to dataset")
         return cls(
             bids_dir=_path(d.get("bids_dir"), "inputs.bids_dir"),
             derivatives=_path(d.get("derivatives"), "inputs.derivatives"),
+            datasets={
+                k: dict(_mapping(v, f"inputs.datasets.{k}", "a mapping with 'Name' and 'URL'"))
+                for k, v in datasets.items()
+            },
             n_runs=_number(d.get("n_runs"), "inputs.n_runs", whole=True),
             n_trials=_number(d.get("n_trials"), "inputs.n_trials", whole=True),
             entries=dict(d),
