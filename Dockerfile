@@ -7,7 +7,8 @@
 # Build arguments:
 #   BASE_IMAGE       a Debian/Ubuntu image; python3 (>= 3.10) + venv are installed with apt when absent
 #                    (CUDA flavour: nvidia/cuda:12.8.1-runtime-ubuntu24.04 with a CUDA TORCH_INDEX)
-#   TORCH_VERSION    pinned torch release
+#   TORCH_VERSION    pinned torch release (keep it at tools/constraints-ci.txt's, the one CI tests;
+#                    the package itself asks only for torch>=2.1)
 #   TORCH_INDEX      pip index serving torch (CPU wheels by default; .../whl/cu128 for CUDA)
 #   WITH_VALIDATOR   1: include bids-validator-deno (~120 MB) so inputs are validated as usual
 #   VERSION          the package version, checked against the installed package (labels, --version)

@@ -95,7 +95,7 @@ def init_encoding_wf(
     device : str, optional
         Torch device of the U-Net and the torch ridge backend.
     omp_nthreads : int
-        Threads of the numerical nodes.
+        Threads of the numerical nodes (their ``n_procs`` and ``num_threads``).
     name : str
         Workflow name.
 
@@ -143,6 +143,7 @@ def init_encoding_wf(
             pool=pool,
             batch_size=batch_size,
             use_gpu=(device or "").startswith("cuda"),
+            num_threads=omp_nthreads,
         ),
         name="features",
         mem_gb=4.0,
@@ -161,6 +162,7 @@ def init_encoding_wf(
             backend=backend,
             seed=seed,
             use_gpu=use_gpu,
+            num_threads=omp_nthreads,
         ),
         name="fit",
         mem_gb=8.0,
@@ -212,19 +214,24 @@ def connect_participant_encoding(
     output_dir: str | Path,
     settings: Mapping[str, Any],
     omp_nthreads: int = 1,
+    datasets: Mapping[str, str | Path] | None = None,
 ) -> pe.Workflow:
     """Add the encoding analysis to a participant workflow (``--encoding``).
 
     The encoding workflow takes the decoding workflow's betas and stimulus features; its maps
     are written into the subject folder after ``write`` (which replaces the folder whole) and
-    the report is drawn from the extended summary.
+    the report is drawn from the extended summary. The maps' ``Sources`` are the BOLD files as
+    ``bids:<name>:<path>`` URIs of ``datasets`` (default ``{"raw": bids_dir, "fmriprep":
+    derivatives}``).
 
     Returns
     -------
     nipype.pipeline.engine.Workflow
         The encoding sub-workflow added.
     """
+    from nipype_brainrecon.derivatives.portable import source_uri
     from nipype_brainrecon.interfaces.encoding import WriteEncodingDerivatives
+    from nipype_brainrecon.workflows.outputs import input_datasets
 
     cfg = {**DEFAULTS.flat(), **settings}
     encoding = init_encoding_wf(
@@ -244,6 +251,7 @@ def connect_participant_encoding(
         omp_nthreads=omp_nthreads,
     )
     runs = participant.runs
+    roots = datasets or input_datasets(participant)
     inputs = encoding.inputs.inputnode
     inputs.mask_file = str(runs[0].mask)
     inputs.dseg_file = str(participant.roi_dseg)
@@ -255,7 +263,7 @@ def connect_participant_encoding(
             output_dir=str(output_dir),
             subject=participant.participant,
             space=participant.space,
-            sources=[Path(r.bold).absolute().as_uri() for r in runs],
+            sources=[source_uri(r.bold, roots, output_dir) for r in runs],
             settings=cfg,
         ),
         name="write_encoding",

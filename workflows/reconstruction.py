@@ -41,6 +41,7 @@ def init_reconstruction_wf(
     device: str | None = None,
     use_gpu: bool = False,
     mem_gb: float = 4.0,
+    omp_nthreads: int = 1,
     name: str = "reconstruction_wf",
 ) -> pe.Workflow:
     """Reconstruct test images from decoded z and c (the paper's recipe by default).
@@ -61,6 +62,8 @@ def init_reconstruction_wf(
         Samples per image of the shuffled baseline.
     device, use_gpu, mem_gb
         Where the diffusion runs and what the scheduler should reserve.
+    omp_nthreads : int
+        Threads of each Reconstruct job (its ``n_procs`` and ``num_threads``).
     name : str
         Workflow name.
 
@@ -100,6 +103,7 @@ def init_reconstruction_wf(
         seed=seed,
         batch_size=batch_size,
         use_gpu=use_gpu,
+        num_threads=omp_nthreads,
     )
     if device:
         recipe["device"] = device
@@ -115,6 +119,7 @@ def init_reconstruction_wf(
         iterfield=["stim_ids"],
         name="reconstruct",
         mem_gb=mem_gb,
+        n_procs=omp_nthreads,
     )
     concatenate = pe.Node(ConcatenateImages(), name="concatenate", mem_gb=mem_gb)
     workflow.connect([
@@ -135,6 +140,7 @@ def init_reconstruction_wf(
             Reconstruct(n_samples=baseline_samples, **recipe),
             name="reconstruct_shuffled",
             mem_gb=mem_gb,
+            n_procs=omp_nthreads,
         )
         workflow.connect([
             (inputnode, both, [("z_file", "in1"), ("c_file", "in2")]),

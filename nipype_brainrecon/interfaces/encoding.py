@@ -19,6 +19,12 @@ from nipype.interfaces.base import (
 
 from ..config import DEFAULTS as D
 from ._specs import default_first
+from .threads import (
+    limit_threads,
+    num_threads_trait,
+    threads_file_trait,
+    write_threads_file,
+)
 
 
 class _EncodingFeaturesInputSpec(BaseInterfaceInputSpec):
@@ -57,12 +63,14 @@ class _EncodingFeaturesInputSpec(BaseInterfaceInputSpec):
     cache_dir = Directory(desc="feature cache shared across subjects and reruns")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
+    num_threads = num_threads_trait()
 
 
 class _EncodingFeaturesOutputSpec(TraitedSpec):
     features_files = traits.List(File(exists=True), desc="one .npy per feature space")
     feature_names = traits.List(traits.Str, desc="name of each feature space (z, c, z_c, unet_*)")
     unet_info = traits.Dict(desc="block types, timesteps and activation shapes")
+    threads_file = threads_file_trait()
 
 
 class EncodingFeatures(SimpleInterface):
@@ -92,30 +100,31 @@ class EncodingFeatures(SimpleInterface):
         ids = pd.read_csv(inputs.stimuli_file, sep="\t", dtype={"stim_id": str})["stim_id"]
         z = np.load(inputs.z_file)
         c = np.load(inputs.c_file)
-        pipe = load_pipeline(model, device=device)
-        uncond = empty_prompt_embedding(pipe.tokenizer, pipe.text_encoder, model_id=model_id)
         conditions = list(inputs.conditions) if inputs.blocks else ["c"]
         if "c" not in conditions:
             conditions.append("c")  # z_c is the latent of the c-conditioned run
-        result = extract_unet_features(
-            pipe.unet,
-            pipe.scheduler,
-            z,
-            c,
-            uncond,
-            ids.tolist(),
-            blocks=list(inputs.blocks),
-            steps=list(inputs.steps),
-            conditions=conditions,
-            strength=inputs.strength,
-            num_inference_steps=inputs.num_inference_steps,
-            guidance_scale=inputs.guidance_scale,
-            seed=inputs.seed,
-            pool=inputs.pool,
-            batch_size=inputs.batch_size,
-            cache_dir=cache,
-            model_id=model_id,
-        )
+        with limit_threads(inputs.num_threads) as threads:
+            pipe = load_pipeline(model, device=device)
+            uncond = empty_prompt_embedding(pipe.tokenizer, pipe.text_encoder, model_id=model_id)
+            result = extract_unet_features(
+                pipe.unet,
+                pipe.scheduler,
+                z,
+                c,
+                uncond,
+                ids.tolist(),
+                blocks=list(inputs.blocks),
+                steps=list(inputs.steps),
+                conditions=conditions,
+                strength=inputs.strength,
+                num_inference_steps=inputs.num_inference_steps,
+                guidance_scale=inputs.guidance_scale,
+                seed=inputs.seed,
+                pool=inputs.pool,
+                batch_size=inputs.batch_size,
+                cache_dir=cache,
+                model_id=model_id,
+            )
         out = Path(runtime.cwd)
         files, names = [str(inputs.z_file), str(inputs.c_file)], ["z", "c"]
         arrays = {"z_c": result.z_c}
@@ -127,7 +136,12 @@ class EncodingFeatures(SimpleInterface):
             np.save(path, array)
             files.append(str(path))
             names.append(name)
-        self._results.update(features_files=files, feature_names=names, unet_info=result.info)
+        self._results.update(
+            features_files=files,
+            feature_names=names,
+            unet_info=result.info,
+            threads_file=write_threads_file(threads, out),
+        )
         return runtime
 
 
@@ -165,6 +179,7 @@ class _FitEncodingModelsInputSpec(BaseInterfaceInputSpec):
     )
     seed = traits.Int(0, usedefault=True, desc="seed of the chance-level permutations")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
+    num_threads = num_threads_trait()
 
 
 class _FitEncodingModelsOutputSpec(TraitedSpec):
@@ -173,6 +188,7 @@ class _FitEncodingModelsOutputSpec(TraitedSpec):
     spaces = traits.Dict(desc="per feature space: feature count, fit time, chosen alphas")
     n_train = traits.Int(desc="training trials")
     n_test = traits.Int(desc="test stimuli")
+    threads_file = threads_file_trait()
 
 
 class FitEncodingModels(SimpleInterface):
@@ -208,20 +224,21 @@ class FitEncodingModels(SimpleInterface):
             for name, path in zip(inputs.feature_names, inputs.features_files, strict=True)
         }
         alphas = inputs.alphas if isinstance(inputs.alphas, str) else np.asarray(inputs.alphas)
-        results = run_encoding(
-            features,
-            ids(inputs.features_stimuli_file),
-            np.load(inputs.train_data_file),
-            ids(inputs.train_stimuli_file),
-            np.load(inputs.test_data_file),
-            ids(inputs.test_stimuli_file),
-            joint=[pair.split("+") for pair in inputs.joint],
-            balance=inputs.balance,
-            alphas=alphas,
-            n_folds=inputs.n_folds,
-            backend=inputs.backend,
-            seed=inputs.seed,
-        )
+        with limit_threads(inputs.num_threads) as threads:
+            results = run_encoding(
+                features,
+                ids(inputs.features_stimuli_file),
+                np.load(inputs.train_data_file),
+                ids(inputs.train_stimuli_file),
+                np.load(inputs.test_data_file),
+                ids(inputs.test_stimuli_file),
+                joint=[pair.split("+") for pair in inputs.joint],
+                balance=inputs.balance,
+                alphas=alphas,
+                n_folds=inputs.n_folds,
+                backend=inputs.backend,
+                seed=inputs.seed,
+            )
         out = Path(runtime.cwd) / "maps.npy"
         np.save(out, np.stack(list(results.maps.values())).astype(np.float32))
         self._results.update(
@@ -230,6 +247,7 @@ class FitEncodingModels(SimpleInterface):
             spaces=results.spaces,
             n_train=results.n_train,
             n_test=results.n_test,
+            threads_file=write_threads_file(threads, runtime.cwd),
         )
         return runtime
 

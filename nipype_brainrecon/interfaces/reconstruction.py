@@ -14,6 +14,12 @@ from nipype.interfaces.base import (
 
 from ..config import DEFAULTS as D
 from ._specs import default_first
+from .threads import (
+    limit_threads,
+    num_threads_trait,
+    threads_file_trait,
+    write_threads_file,
+)
 
 
 class _ReconstructInputSpec(BaseInterfaceInputSpec):
@@ -49,12 +55,14 @@ class _ReconstructInputSpec(BaseInterfaceInputSpec):
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
     progress = traits.Bool(False, usedefault=True, desc="show a progress bar")
+    num_threads = num_threads_trait()
 
 
 class _ReconstructOutputSpec(TraitedSpec):
     images_file = File(exists=True, desc="uint8 array (n_images, n_samples, H, W, 3) (.npy)")
     stimuli_file = File(exists=True, desc="TSV: stim_id of each image row")
     settings = traits.Dict(desc="every reconstruction setting, for provenance")
+    threads_file = threads_file_trait()
 
 
 class Reconstruct(SimpleInterface):
@@ -96,9 +104,6 @@ class Reconstruct(SimpleInterface):
                     f"{getattr(inputs, name + '_file')}: {len(arr)} rows but {len(all_ids)} "
                     f"stimuli in {inputs.stimuli_file}"
                 )
-        pipe = load_pipeline(
-            inputs.model, device=inputs.device if isdefined(inputs.device) else None
-        )
         settings = {
             "mode": inputs.mode,
             "n_samples": inputs.n_samples,
@@ -107,16 +112,20 @@ class Reconstruct(SimpleInterface):
             "guidance_scale": inputs.guidance_scale,
             "seed": inputs.seed,
         }
-        images = reconstruct(
-            pipe,
-            np.asarray(z[rows]),
-            np.asarray(c[rows]),
-            stim_ids=wanted,
-            batch_size=inputs.batch_size,
-            output_size=inputs.output_size if isdefined(inputs.output_size) else None,
-            progress=inputs.progress,
-            **settings,
-        )
+        with limit_threads(inputs.num_threads) as threads:
+            pipe = load_pipeline(
+                inputs.model, device=inputs.device if isdefined(inputs.device) else None
+            )
+            images = reconstruct(
+                pipe,
+                np.asarray(z[rows]),
+                np.asarray(c[rows]),
+                stim_ids=wanted,
+                batch_size=inputs.batch_size,
+                output_size=inputs.output_size if isdefined(inputs.output_size) else None,
+                progress=inputs.progress,
+                **settings,
+            )
         out = Path(runtime.cwd)
         np.save(out / "images.npy", images)
         pd.DataFrame({"stim_id": wanted}).to_csv(out / "stimuli.tsv", sep="\t", index=False)
@@ -125,6 +134,7 @@ class Reconstruct(SimpleInterface):
             images_file=str(out / "images.npy"),
             stimuli_file=str(out / "stimuli.tsv"),
             settings=settings,
+            threads_file=write_threads_file(threads, out),
         )
         return runtime
 
