@@ -4,6 +4,8 @@
   dataset plus an fMRIPrep-like derivatives dataset, the layout
   :func:`nipype_brainrecon.bids.collect_participant` reads.
 * :func:`load_miyawaki` reads the V1 "figure image" session of Miyawaki et al. (2008).
+* :func:`nsd_to_bids` converts one subject of the Natural Scenes Dataset (NSD) into a derivatives
+  dataset of single-trial betas (``brainrecon-nsd``; package :mod:`.nsd`, docs/nsd.md).
 
 No Nipype here: plain functions on paths and arrays. ``python -m nipype_brainrecon.datasets haxby
 SOURCE OUT`` runs the conversion.
@@ -20,6 +22,7 @@ from .cli import main
 from .haxby import HAXBY_TASK, haxby_to_bids
 from .haxby_confounds import HAXBY_MOTION_ORDER
 from .miyawaki import load_miyawaki
+from .nsd import nsd_to_bids
 
 __all__ = [
     "HAXBY_TASK",
@@ -27,4 +30,5 @@ __all__ = [
     "haxby_to_bids",
     "load_miyawaki",
     "main",
+    "nsd_to_bids",
 ]
