@@ -91,6 +91,9 @@ class EvaluationSettings:
 
     extractors: tuple[str, ...] = ("pixels", "lowlevel")
     eval_size: int = 425  # PixCorr / SSIM image size of the later papers
+    n_permutations: int = 1000  # permutation null of every identification score
+    n_boot: int = 1000  # bootstrap resamples of the test images (CI of identification)
+    resampling_seed: int = 0  # seeds the permutations and the bootstrap
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ _UNRECORDED = {
     "glm": ("drift_model", "high_pass"),
     "decoding": ("feature_batch_size",),
     "reconstruction": ("eta", "scheduler"),
+    "evaluation": ("n_permutations", "n_boot", "resampling_seed"),
     "encoding": ("pool",),
 }
 

@@ -35,6 +35,8 @@ Modules
     PixCorr and SSIM.
 ``images``
     Image checks, resizing, grayscale, pairing originals with reconstructions, reading files.
+``nulls``
+    Permutation nulls (test-set labels permuted) and bootstrap confidence intervals.
 ``baselines``
     The mismatched pairing (empirical chance) and trivial baselines.
 ``extractors``
@@ -76,12 +78,15 @@ from .images import GRAY_WEIGHTS, check_images, load_images, resize_images, to_g
 from .lowlevel import lowlevel_features
 from .metrics import CHANCE_TWO_WAY, correlation_distance, two_way_identification
 from .networks import CLIP_MEAN, CLIP_MODEL, CLIP_STD
+from .nulls import bootstrap_ci, permutation_null
 from .pixelwise import SSIMVariant, pixcorr, ssim
 from .scene import BACKGROUND_COLOURS, OBJECT_COLOURS, scene_colour_features
 from .suite import IDENTIFICATION_RULES, evaluate
 from .weights import WEIGHTS_ENV, find_weights, load_network_weights, load_state_dict_file
 
 __all__ = [
+    "bootstrap_ci",
+    "permutation_null",
     "BACKGROUND_COLOURS",
     "CHANCE_TWO_WAY",
     "CLIP_MEAN",

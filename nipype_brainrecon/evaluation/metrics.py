@@ -11,7 +11,13 @@ Two-way identification (chance 0.5) follows two published rules:
     with every other original; the score is the fraction of other originals that correlate less
     (averaged over samples when there are several).
 
-Both are computed with one matrix product instead of the O(N²) loop of correlations.
+Both are computed with one matrix product instead of the O(N²) loop of correlations. In both,
+two correlations within :data:`TIE_TOLERANCE` of each other tie and count one half, so that BLAS
+rounding never decides a comparison, and a constant feature vector correlates 0 with everything
+(a constant prediction scores exactly 0.5). :func:`two_way_identification_loop` is the reference
+loop of both rules. :func:`identification_with_null` adds the permutation null (from
+:func:`identification_gain`, all permutations at once) and a bootstrap CI over images
+(:mod:`.nulls`).
 
 Also here: :func:`correlation_distance` (1 - Pearson r between the features of an original and
 its reconstruction; lower is better), as MindEye reports it for EfficientNet-B1 and SwAV, and
@@ -22,9 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import DEFAULTS
 from ..errors import DataError
+from .nulls import assignment_scorer, bootstrap_ci, permutation_null
 
 CHANCE_TWO_WAY = 0.5
+IDENTIFICATION_RULES = ("takagi", "mindeye")
+#: Two correlations closer than this tie (each counts one half): far above the rounding of a
+#: matrix product (~1e-16 per unit of r), far below any difference that means something.
+TIE_TOLERANCE = 1e-12
 
 
 def _standardise_rows(x: np.ndarray, what: str) -> np.ndarray:
@@ -125,33 +137,34 @@ def correlation_distance(originals: np.ndarray, reconstructions: np.ndarray) -> 
     return d if had_samples else d[:, 0]
 
 
-def two_way_identification(
-    originals: np.ndarray, reconstructions: np.ndarray, *, rule: str = "takagi"
-) -> np.ndarray:
-    """Per-image two-way identification accuracy (chance 0.5).
+def _identification_rows(x: np.ndarray, what: str) -> np.ndarray:
+    """Standardised rows for identification; a constant row becomes zeros (r = 0 with all)."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise DataError(f"{what}: NaN or infinite features; identification needs finite values")
+    constant = (x == x[..., :1]).all(axis=-1)  # exact: no rounding can hide a constant row
+    x = x - x.mean(axis=-1, keepdims=True)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    x = x / np.where(constant[..., None], 1.0, norm)
+    x[constant] = 0.0
+    return x
+
+
+def identification_correlations(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Pearson r of every original with every sample of every reconstruction.
 
     Parameters
     ----------
     originals : ndarray (n_images, ...)
-        Features of the seen images.
     reconstructions : ndarray (n_images, ...) or (n_images, n_samples, ...)
-        Features of the reconstructions (or decoded features), in the same image order.
-        With 2 dimensions beyond ``n_images`` give ``n_samples`` explicitly as axis 1.
-    rule : {"takagi", "mindeye"}
-        Which published rule to apply (see the module docstring).
+        As for :func:`two_way_identification`.
 
     Returns
     -------
-    ndarray (n_images,)
-        Accuracy per image; its mean is the reported score.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> orig = rng.standard_normal((20, 50))
-    >>> float(two_way_identification(orig, orig + 0.1 * rng.standard_normal((20, 50))).mean())
-    1.0
+    ndarray (n_images, n_images, n_samples)
+        ``corr[i, j, s]`` = r(original ``i``, sample ``s`` of reconstruction ``j``); 0 where
+        either feature vector is constant (its correlation is undefined: every comparison
+        involving it ties).
     """
     orig = np.asarray(originals)
     recon = np.asarray(reconstructions)
@@ -170,40 +183,195 @@ def two_way_identification(
         raise DataError(
             f"feature sizes differ: originals {orig2.shape[1]}, reconstructions {recon3.shape[2]}"
         )
-    o = _standardise_rows(orig2, "originals")
-    r = _standardise_rows(recon3.reshape(n * n_samples, -1), "reconstructions")
-    # corr[i, j, s] = r(original i, sample s of reconstruction j)
-    corr = (o @ r.T).reshape(n, n, n_samples)
+    o = _identification_rows(orig2, "originals")
+    r = _identification_rows(recon3.reshape(n * n_samples, -1), "reconstructions")
+    return (o @ r.T).reshape(n, n, n_samples)
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in IDENTIFICATION_RULES:
+        raise DataError(f"unknown identification rule {rule!r}; use 'takagi' or 'mindeye'")
+
+
+def _half_wins(own: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """2 where ``other`` is lower than ``own`` by more than the tolerance, 1 for a tie, else 0."""
+    lower = other < own - TIE_TOLERANCE
+    tie = ~lower & (other <= own + TIE_TOLERANCE)
+    return 2 * lower.astype(np.int64) + tie
+
+
+def identification_from_correlations(corr: np.ndarray, rule: str = "takagi") -> np.ndarray:
+    """Per-image two-way identification from :func:`identification_correlations`' array."""
+    _check_rule(rule)
+    n = corr.shape[0]
     off_diagonal = ~np.eye(n, dtype=bool)
     if rule == "takagi":
         m = corr.mean(axis=2)
-        own = np.diag(m)[:, None]
-        return ((m < own) & off_diagonal).sum(axis=1) / (n - 1)
-    if rule == "mindeye":
-        # For reconstruction j (sample s): own = corr[j, j, s]; others = corr[i, j, s], i != j.
-        own = np.einsum("jjs->js", corr)[None, :, :]
-        wins = (corr < own) & off_diagonal[:, :, None]
-        return wins.sum(axis=0).mean(axis=1) / (n - 1)
-    raise DataError(f"unknown identification rule {rule!r}; use 'takagi' or 'mindeye'")
+        half = np.where(off_diagonal, _half_wins(np.diag(m)[:, None], m), 0).sum(axis=1)
+        return (half / 2) / (n - 1)
+    # MindEye, reconstruction j (sample s): own = corr[j, j, s]; others = corr[i, j, s], i != j.
+    own = np.einsum("jjs->js", corr)[None, :, :]
+    half = np.where(off_diagonal[:, :, None], _half_wins(own, corr), 0).sum(axis=0)
+    return (half / 2).mean(axis=1) / (n - 1)
 
 
-def two_way_identification_loop(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """Reference implementation of Takagi's rule: the O(N²) loop of ``np.corrcoef`` calls.
+def two_way_identification(
+    originals: np.ndarray, reconstructions: np.ndarray, *, rule: str = "takagi"
+) -> np.ndarray:
+    """Per-image two-way identification accuracy (chance 0.5); ties count one half.
 
-    Kept for tests and benchmarks; use :func:`two_way_identification` for work.
+    Parameters
+    ----------
+    originals : ndarray (n_images, ...)
+        Features of the seen images.
+    reconstructions : ndarray (n_images, ...) or (n_images, n_samples, ...)
+        Features of the reconstructions (or decoded features), in the same image order.
+        With 2 dimensions beyond ``n_images`` give ``n_samples`` explicitly as axis 1.
+    rule : {"takagi", "mindeye"}
+        Which published rule to apply (see the module docstring).
+
+    Returns
+    -------
+    ndarray (n_images,)
+        Accuracy per image; its mean is the reported score.
+
+    Notes
+    -----
+    Two correlations within :data:`TIE_TOLERANCE` of each other tie and count one half, so
+    BLAS rounding never decides a comparison; a constant feature vector correlates 0 with
+    everything, so a constant prediction ties everywhere and scores exactly 0.5.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> orig = rng.standard_normal((20, 50))
+    >>> float(two_way_identification(orig, orig + 0.1 * rng.standard_normal((20, 50))).mean())
+    1.0
+    >>> float(two_way_identification(orig, np.ones((20, 50))).mean())
+    0.5
     """
+    _check_rule(rule)
+    return identification_from_correlations(
+        identification_correlations(originals, reconstructions), rule
+    )
+
+
+def _row_half_ranks(rows: np.ndarray) -> np.ndarray:
+    """For each row and entry: 2 × (entries lower beyond tolerance) + (other entries tied)."""
+    out = np.empty(rows.shape, dtype=np.int64)
+    for k, x in enumerate(rows):  # one sort per row; the same comparisons as _half_wins
+        xs = np.sort(x)
+        lower = np.searchsorted(xs, x - TIE_TOLERANCE, side="left")
+        lower_or_tied = np.searchsorted(xs, x + TIE_TOLERANCE, side="right")
+        out[k] = lower + lower_or_tied - 1  # 2·lower + (tied - itself)
+    return out
+
+
+def identification_gain(corr: np.ndarray, rule: str = "takagi") -> tuple[np.ndarray, int]:
+    """What each image would score with each reconstruction: the permutation null's input.
+
+    Parameters
+    ----------
+    corr : ndarray (n, n, n_samples)
+        From :func:`identification_correlations`.
+    rule : {"takagi", "mindeye"}
+
+    Returns
+    -------
+    gain : ndarray of int (n, n)
+        ``gain[i, c]``: image ``i``'s comparisons won, in halves (ties 1, wins 2), when
+        reconstruction ``c`` is given as its own; the diagonal gives
+        :func:`identification_from_correlations` (``gain[i, i] / denominator``).
+    denominator : int
+        ``2 (n - 1)`` (Takagi) or ``2 n_samples (n - 1)`` (MindEye).
+    """
+    _check_rule(rule)
+    n, _, n_samples = corr.shape
+    if rule == "takagi":
+        return _row_half_ranks(corr.mean(axis=2)), 2 * (n - 1)
+    # column c of sample s: corr[:, c, s]; the image given reconstruction c is the row.
+    half = _row_half_ranks(corr.transpose(1, 2, 0).reshape(n * n_samples, n))
+    return half.reshape(n, n_samples, n).sum(axis=1).T, 2 * n_samples * (n - 1)
+
+
+def identification_with_null(
+    originals: np.ndarray,
+    reconstructions: np.ndarray,
+    *,
+    rule: str = "takagi",
+    n_permutations: int = DEFAULTS.evaluation.n_permutations,
+    n_boot: int = DEFAULTS.evaluation.n_boot,
+    seed: int = DEFAULTS.evaluation.resampling_seed,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-image two-way identification, with its permutation null and bootstrap CI.
+
+    The null permutes which reconstruction belongs to which original (the columns of the
+    correlation matrix), all ``n_permutations`` at once; the CI resamples the images.
+
+    Returns
+    -------
+    per_image : ndarray (n_images,)
+        As :func:`two_way_identification`.
+    stats : dict
+        ``null_p95`` (95th percentile of the null means), ``p_value`` ((1 + #{null >=
+        observed}) / (1 + n_permutations)), ``ci_low``, ``ci_high`` (95 % percentile bootstrap
+        interval of the mean over images).
+    """
+    _check_rule(rule)
+    corr = identification_correlations(originals, reconstructions)
+    per_image = identification_from_correlations(corr, rule)
+    gain, denominator = identification_gain(corr, rule)
+    null = permutation_null(
+        assignment_scorer(gain, denominator), len(gain), n_permutations=n_permutations, seed=seed
+    )
+    ci = bootstrap_ci(per_image, n_boot=n_boot, seed=seed)
+    return per_image, {
+        "null_p95": null.p95,
+        "p_value": null.p_value,
+        "ci_low": ci.low,
+        "ci_high": ci.high,
+    }
+
+
+def _pearson_or_zero(a: np.ndarray, b: np.ndarray) -> float:
+    """``np.corrcoef``'s r, 0 where either vector is constant (as the vectorised code)."""
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _half_win(own: float, other: float) -> int:
+    if other < own - TIE_TOLERANCE:
+        return 2
+    return 1 if other <= own + TIE_TOLERANCE else 0
+
+
+def two_way_identification_loop(
+    originals: np.ndarray, reconstructions: np.ndarray, rule: str = "takagi"
+) -> np.ndarray:
+    """Reference implementation of both rules: the O(N²) loop of ``np.corrcoef`` calls.
+
+    Kept for tests and benchmarks; use :func:`two_way_identification` for work. Ties and
+    constant vectors are treated as there.
+    """
+    _check_rule(rule)
     n = len(originals)
-    recon = np.asarray(reconstructions).reshape(n, -1, np.asarray(originals[0]).size)
+    orig = [np.ravel(o).astype(np.float64) for o in originals]
+    recon = np.asarray(reconstructions, dtype=np.float64).reshape(n, -1, orig[0].size)
+    r = [[[_pearson_or_zero(orig[i], s) for s in recon[j]] for j in range(n)] for i in range(n)]
     acc = np.zeros(n)
     for i in range(n):
-        o = np.ravel(originals[i])
-        own = np.mean([np.corrcoef(o, s)[0, 1] for s in recon[i]])
-        lower = 0
-        for j in range(n):
-            if j != i:
-                other = np.mean([np.corrcoef(o, s)[0, 1] for s in recon[j]])
-                lower += other < own
-        acc[i] = lower / (n - 1)
+        if rule == "takagi":
+            own = np.mean(r[i][i])
+            half = sum(_half_win(own, np.mean(r[i][j])) for j in range(n) if j != i)
+            acc[i] = (half / 2) / (n - 1)
+        else:  # reconstruction i, each sample: r with its original against r with the others
+            halves = [
+                sum(_half_win(r[i][i][s], r[k][i][s]) for k in range(n) if k != i)
+                for s in range(recon.shape[1])
+            ]
+            acc[i] = np.mean(np.array(halves) / 2) / (n - 1)
     return acc
 
 
@@ -224,7 +392,10 @@ def decoding_scores(
     dict
         ``target_r_mean`` (mean over targets of Pearson r across stimuli; chance 0),
         ``pattern_r_mean`` (mean over stimuli of r between predicted and true feature
-        vectors), ``identification`` (two-way, chance 0.5), and with a baseline
+        vectors), ``identification`` (two-way, Takagi's rule, chance 0.5) with
+        ``identification_null_p95``, ``identification_p_value`` (permutation null) and
+        ``identification_ci_low`` / ``_high`` (bootstrap over stimuli; see
+        :func:`identification_with_null`), and with a baseline
         ``baseline_pattern_r_mean`` (a constant prediction cannot identify anything, so its
         identification is the chance level by construction and is not reported).
     """
@@ -233,14 +404,16 @@ def decoding_scores(
     p = np.asarray(predicted, dtype=np.float64).reshape(n, -1)
     target_r = per_target_correlation(t, p)
     pattern_r = np.diag(correlation_matrix(p, t))
+    ident, stats = identification_with_null(t, p)
     scores = {
         "n_stimuli": int(n),
         "n_targets": int(t.shape[1]),
         "target_r_mean": float(np.nanmean(target_r)),
         "target_r_chance": 0.0,
         "pattern_r_mean": float(pattern_r.mean()),
-        "identification": float(two_way_identification(t, p).mean()),
+        "identification": float(ident.mean()),
         "identification_chance": CHANCE_TWO_WAY,
+        **{f"identification_{k}": v for k, v in stats.items()},
     }
     if baseline is not None:
         b = np.broadcast_to(np.asarray(baseline, dtype=np.float64).reshape(1, -1), t.shape)

@@ -18,10 +18,17 @@ from ..errors import DataError
 from .baselines import broadcast_rows, check_baselines, derangement, identify_baseline
 from .extractors import FeatureExtractor, get_extractor
 from .images import check_pairs
-from .metrics import CHANCE_TWO_WAY, correlation_distance, two_way_identification
+from .metrics import (
+    CHANCE_TWO_WAY,
+    IDENTIFICATION_RULES,
+    correlation_distance,
+    identification_with_null,
+    two_way_identification,
+)
 from .pixelwise import SSIMVariant, check_ssim_options, pixcorr_scores, ssim_scores
 
-IDENTIFICATION_RULES = ("takagi", "mindeye")
+#: Columns after the baselines: the permutation null and bootstrap CI of identification rows.
+NULL_COLUMNS = ("null_p95", "p_value", "ci_low", "ci_high")
 
 
 def evaluate(
@@ -35,6 +42,9 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 4,
     per_image: bool = False,
+    n_permutations: int = DEFAULTS.evaluation.n_permutations,
+    n_boot: int = DEFAULTS.evaluation.n_boot,
+    resampling_seed: int = DEFAULTS.evaluation.resampling_seed,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Score reconstructions with the whole suite, each metric beside chance and baselines.
 
@@ -63,6 +73,11 @@ def evaluate(
         Originals processed at once for PixCorr and SSIM.
     per_image : bool
         Also return a per-image table (rows: originals; columns: metrics, mean over samples).
+    n_permutations, n_boot : int
+        Permutations of the test-set labels for the null of each identification score, and
+        bootstrap resamples of the images for its confidence interval (1,000 each).
+    resampling_seed : int
+        Seeds the permutations and the bootstrap (the same draws for every row).
 
     Returns
     -------
@@ -73,7 +88,10 @@ def evaluate(
         (``higher``/``lower``), ``value`` (the reconstructions' mean), ``chance`` (0.5 for
         two-way identification; NaN where no analytic chance level exists), ``mismatched``
         (the reconstructions scored against the wrong originals, a seeded derangement: the
-        empirical chance level of every metric) and ``baseline: NAME`` per baseline.
+        empirical chance level of every metric), ``baseline: NAME`` per baseline, then
+        ``null_p95``, ``p_value`` (permutation null: 95th percentile, and (1 + #{null >=
+        value}) / (1 + n_permutations)), ``ci_low``, ``ci_high`` (95 % bootstrap interval over
+        images), for two-way identification only (NaN in other rows).
         ``DataFrame.attrs`` records the settings and each extractor's weights source.
         With ``per_image=True``, ``(table, per_image_table)``.
     """
@@ -88,7 +106,7 @@ def evaluate(
         built.append(item if isinstance(item, FeatureExtractor) else get_extractor(item))
     wrong = derangement(n, seed)
 
-    rows = _MetricRows(n)
+    rows = _MetricRows(n, dict(n_permutations=n_permutations, n_boot=n_boot, seed=resampling_seed))
     base_sets = {
         name: check_pairs(orig, imgs, what=f"baseline {name!r}")[1] for name, imgs in base.items()
     }
@@ -100,6 +118,7 @@ def evaluate(
 
     table = pd.DataFrame(rows.rows).set_index("metric")
     table.attrs = _settings(n, n_samples, size, ssim_variant, seed, sources, list(base))
+    table.attrs.update(rows.resampling)
     if not per_image:
         return table
     per_table = pd.DataFrame(rows.per_image, index=pd.RangeIndex(n, name="image"))
@@ -109,8 +128,13 @@ def evaluate(
 class _MetricRows:
     """The table's rows and each metric's per-image values, filled one metric at a time."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, resampling: Mapping[str, int]) -> None:
         self.n = n
+        self.resampling = {
+            "n_permutations": int(resampling["n_permutations"]),
+            "n_boot": int(resampling["n_boot"]),
+            "resampling_seed": int(resampling["seed"]),
+        }
         self.rows: list[dict[str, Any]] = []
         self.per_image: dict[str, np.ndarray] = {}
 
@@ -126,8 +150,10 @@ class _MetricRows:
         chance: float,
         mismatched: np.ndarray,
         base_values: Mapping[str, np.ndarray],
+        stats: Mapping[str, float] | None = None,
     ) -> None:
-        """One metric: means of the reconstructions', the mismatched and the baselines' scores."""
+        """One metric: means of the reconstructions', the mismatched and the baselines' scores,
+        then the null and CI columns (``stats``; NaN when not given)."""
         row = {
             "metric": label,
             "features": features,
@@ -140,6 +166,8 @@ class _MetricRows:
         }
         for name, v in base_values.items():
             row[f"baseline: {name}"] = float(np.mean(v))
+        for column in NULL_COLUMNS:
+            row[column] = float((stats or {}).get(column, np.nan))
         self.rows.append(row)
         self.per_image[label] = np.asarray(value).reshape(self.n, -1).mean(axis=1)
 
@@ -236,20 +264,31 @@ def _add_identification(
     base: Mapping[str, np.ndarray],
     wrong: np.ndarray,
 ) -> None:
-    """Two-way identification of one feature set under each rule (chance 0.5)."""
+    """Two-way identification of one feature set under each rule (chance 0.5), with its
+    permutation null and bootstrap CI."""
+    r = rows.resampling
     for rule in IDENTIFICATION_RULES:
+        value, stats = identification_with_null(
+            orig,
+            rec,
+            rule=rule,
+            n_permutations=r["n_permutations"],
+            n_boot=r["n_boot"],
+            seed=r["resampling_seed"],
+        )
         rows.add(
             f"{label} 2-way ({rule})",
             features=label,
             score="two-way",
             rule=rule,
             better="higher",
-            value=two_way_identification(orig, rec, rule=rule),
+            value=value,
             chance=CHANCE_TWO_WAY,
             mismatched=two_way_identification(orig[wrong], rec, rule=rule),
             base_values={
                 name: identify_baseline(orig, f, base[name], rule) for name, f in base_feats.items()
             },
+            stats=stats,
         )
 
 
@@ -276,4 +315,7 @@ def _settings(
         "baselines": baselines,
         "chance_note": "two-way identification: 0.5; PixCorr, SSIM and distances have no "
         "analytic chance level: see 'mismatched' and the baselines",
+        "null_note": "identification rows: null_p95 and p_value from permuting which "
+        "reconstruction belongs to which original; ci_low/ci_high: percentile bootstrap over "
+        "images; ties count one half",
     }

@@ -554,6 +554,10 @@ def test_evaluate_table_has_chance_mismatched_and_baselines_for_every_metric():
         "chance",
         "mismatched",
         *base_cols,
+        "null_p95",
+        "p_value",
+        "ci_low",
+        "ci_high",
     ]
     assert table[["value", "mismatched", *base_cols]].notna().all().all()
     two_way = table["score"] == "two-way"

@@ -7,11 +7,16 @@ import pytest
 
 from nipype_brainrecon.errors import DataError
 from nipype_brainrecon.evaluation.metrics import (
+    TIE_TOLERANCE,
     correlation_matrix,
+    identification_correlations,
+    identification_from_correlations,
     per_target_correlation,
     two_way_identification,
     two_way_identification_loop,
 )
+
+RULES = ("takagi", "mindeye")
 
 
 def _mindeye_loop(orig, recon):
@@ -64,9 +69,94 @@ def test_correlations():
 def test_identification_errors():
     with pytest.raises(DataError, match="at least 2"):
         two_way_identification(np.ones((1, 3)), np.ones((1, 3)))
-    with pytest.raises(DataError, match="constant"):
-        two_way_identification(np.ones((3, 4)), np.random.default_rng(0).random((3, 4)))
+    bad = np.random.default_rng(0).random((3, 4))
+    bad[1, 2] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        two_way_identification(np.eye(3, 4), bad)
     with pytest.raises(DataError, match="rule"):
         two_way_identification(np.eye(3), np.eye(3), rule="other")
     with pytest.raises(DataError, match="2 reconstructions for 3"):
         two_way_identification(np.eye(3), np.eye(3)[:2])
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_constant_and_identical_predictions_score_exactly_half(rule):
+    rng = np.random.default_rng(4)
+    n = 12
+    orig = rng.standard_normal((n, 30))
+    one = rng.standard_normal(30)
+    cases = {
+        # the same (non-constant) prediction for every image
+        "identical rows": np.tile(one, (n, 1)),
+        "identical rows, 3 samples": np.tile(one, (n, 3, 1)),
+        # constant vectors: r is defined as 0 with every candidate, so every comparison ties
+        "constant rows": np.tile(np.arange(n, dtype=float)[:, None], (1, 30)),
+        "all ones": np.ones((n, 30)),
+    }
+    for name, pred in cases.items():
+        fast = two_way_identification(orig, pred, rule=rule)
+        np.testing.assert_array_equal(fast, two_way_identification_loop(orig, pred, rule))
+        if rule == "takagi" or name.startswith(("constant", "all")):
+            # every comparison of every image ties
+            np.testing.assert_array_equal(fast, 0.5, err_msg=name)
+        else:  # one prediction against different originals: the ranks average to one half
+            half_units = np.round(fast * 2 * (n - 1)).astype(int)  # comparisons won, in halves
+            np.testing.assert_array_equal(fast * 2 * (n - 1), half_units)
+            assert half_units.sum() == n * (n - 1), name  # exactly 0.5 in exact arithmetic
+        assert abs(fast.mean() - 0.5) < 1e-15, name
+    # identical predictions for identical originals: nothing to tell apart
+    same = np.tile(one, (n, 1))
+    np.testing.assert_array_equal(two_way_identification(same, same, rule=rule), 0.5)
+
+
+def test_constant_vectors_correlate_zero():
+    orig = np.vstack([np.full(5, 3.0), np.arange(5.0)])
+    corr = identification_correlations(orig, np.vstack([np.arange(5.0), np.full(5, 0.1)]))
+    # exact zeros where either vector is constant, r = 1 for the equal ramps
+    np.testing.assert_array_equal(corr[..., 0], [[0.0, 0.0], [1.0, 0.0]])
+
+
+def _strict_takagi(orig, recon):
+    """Ties counted as failures (the former rule): to show the planted ties matter."""
+    m = identification_correlations(orig, recon).mean(axis=2)
+    n = len(m)
+    return ((m < np.diag(m)[:, None]) & ~np.eye(n, dtype=bool)).sum(axis=1) / (n - 1)
+
+
+def test_vectorised_equals_loop_exactly_with_planted_ties():
+    differs_from_strict = 0
+    had_ties = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        n, d, s = int(rng.integers(3, 8)), int(rng.integers(3, 12)), int(rng.integers(1, 4))
+        orig = rng.standard_normal((n, d))
+        recon = 0.5 * orig[:, None, :] + rng.standard_normal((n, s, d))
+        a, b, c = rng.choice(n, 3, replace=False)
+        recon[a] = recon[b]  # duplicated candidate: Takagi ties
+        orig[c] = 2.5 * orig[a] - 1.0  # correlation-equal original: MindEye ties
+        if seed % 3 == 0:
+            recon[c] = 3.0 * recon[b] + 7.0  # an affine copy: equal r, different rounding
+        if seed % 5 == 0:
+            recon[b, 0] = 4.0  # a constant sample: r = 0 with everything
+        if seed % 7 == 0:
+            recon = np.tile(recon[:1], (n, 1, 1))  # the same prediction for all images
+        for rule in RULES:
+            fast = two_way_identification(orig, recon, rule=rule)
+            loop = two_way_identification_loop(orig, recon, rule)
+            np.testing.assert_array_equal(fast, loop, err_msg=f"seed {seed}, {rule}")
+            half_units = fast * 2 * s * (n - 1)
+            had_ties += bool(np.any(np.round(half_units) % 2 == 1))
+        differs_from_strict += not np.array_equal(
+            two_way_identification(orig, recon, rule="takagi"), _strict_takagi(orig, recon)
+        )
+    assert had_ties > 100  # the planted ties were there ...
+    assert differs_from_strict > 50  # ... and the strict rule would have scored them otherwise
+
+
+def test_ties_are_decided_by_tolerance_not_rounding():
+    corr = np.zeros((3, 3, 1))
+    corr[:, :, 0] = [[0.5, 0.5 + TIE_TOLERANCE / 4, 0.2], [0.1, 0.9, 0.3], [0.0, 0.0, 0.5]]
+    # image 0: a near-tie (half) and a win; image 1: two wins; image 2: two wins
+    np.testing.assert_array_equal(identification_from_correlations(corr, "takagi"), [0.75, 1, 1])
+    corr[0, 1, 0] = 0.5 + 10 * TIE_TOLERANCE  # a real difference: a loss
+    np.testing.assert_array_equal(identification_from_correlations(corr, "takagi"), [0.5, 1, 1])
