@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from nipype_brainrecon import __version__
+from nipype_brainrecon.bids.events import STIM_COLUMN
 from nipype_brainrecon.bids_app.checks import (
     check_before_writing,
     one_line,
@@ -30,6 +31,7 @@ from nipype_brainrecon.errors import (
     InvalidDatasetError,
     MissingInputError,
     OutputError,
+    UsageError,
 )
 from nipype_brainrecon.io import output_lock
 
@@ -118,8 +120,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="fMRIPrep outputs (default: BIDS_DIR/derivatives/fmriprep)",
     )
     g.add_argument("--space", default="T1w", help="space of the preproc BOLD (default T1w)")
-    g.add_argument("--betas", type=Path, help="precomputed single-trial betas dataset (NSD route)")
+    g.add_argument(
+        "--betas",
+        type=Path,
+        metavar="DIR",
+        help="precomputed single-trial betas: a derivatives dataset of "
+        "sub-<label>/func/*_betas.nii.gz + *_trials.tsv (no GLM; BIDS_DIR gives only the "
+        "stimuli; see docs/betas.md)",
+    )
     g.add_argument("--skip-bids-validation", action="store_true", help="do not run the validator")
+    g.add_argument("--session-label", help="only runs of this session (with or without 'ses-')")
+    g.add_argument(
+        "--bids-filter-file",
+        type=Path,
+        metavar="FILE",
+        help="fMRIPrep's JSON filter file; its 'bold' entities select the runs",
+    )
+    g = parser.add_argument_group("events: which rows are trials, which image each shows")
+    g.add_argument(
+        "--stim-column",
+        default=STIM_COLUMN,
+        metavar="NAME",
+        help=f"events column naming each stimulus (default {STIM_COLUMN})",
+    )
+    g.add_argument(
+        "--stim-map",
+        type=Path,
+        metavar="FILE",
+        help="TSV with columns value, stim_file mapping the column's values to files in stimuli/",
+    )
+    g.add_argument(
+        "--stim-template",
+        metavar="FORMAT",
+        help="file name of each value under stimuli/, e.g. 'img_{value:04d}.png'",
+    )
+    g.add_argument(
+        "--trial-filter",
+        metavar="EXPR",
+        help="pandas query choosing the trial rows, e.g. \"trial_type == 'image'\"; other rows "
+        "are nuisance events",
+    )
     g = parser.add_argument_group("regions of interest")
     g.add_argument("--roi-dseg", type=Path, help="ROI segmentation (default: the fMRIPrep one)")
     g.add_argument("--roi-labels", type=Path, help="its label table (dseg.tsv)")
@@ -269,7 +309,7 @@ def _settings(args) -> dict:
         extractors.append("scene")
     return {
         "extractors": extractors,
-        "betas_method": args.betas_method,
+        "betas_method": "precomputed" if getattr(args, "betas", None) else args.betas_method,
         "noise_model": args.noise_model,
         "resolution": resolution,
         "test_set": args.test_set,
@@ -292,6 +332,40 @@ def _settings(args) -> dict:
     }
 
 
+def _betas_collector(args):
+    """``collect_participant``'s stand-in for ``--betas``: the participant from the betas
+    dataset (betas, trials, ROI segmentation), stimuli and captions from BIDS_DIR; no BOLD,
+    events, confounds or masks. Options of the BOLD route are accepted and not used."""
+    from nipype_brainrecon.bids.betas import collect_precomputed_betas
+
+    def collect(bids_dir, label, *, task=None, session=None, space=None, **options):
+        return collect_precomputed_betas(
+            args.betas,
+            label,
+            bids_dir=bids_dir,
+            task=task,
+            session=session,
+            space=space,
+            roi_dseg=options.get("roi_dseg"),
+            roi_labels=options.get("roi_labels"),
+        )
+
+    return collect
+
+
+def _precomputed(participant) -> tuple[dict | None, dict | None]:
+    """``precomputed_betas`` and ``datasets`` of a participant collected from ``--betas``
+    (``None, None`` for the BOLD route)."""
+    runs = participant.runs
+    if not all(hasattr(run, "betas_file") for run in runs):
+        return None, None
+    betas = {
+        "betas_files": [str(r.betas_file) for r in runs],
+        "trials_files": [str(r.trials_file) for r in runs],
+    }
+    return betas, {"raw": str(participant.bids_dir), "betas": str(participant.derivatives)}
+
+
 def _collect_participants(args, labels, fmriprep, settings):
     """Collect and pre-flight check each participant; one with bad inputs does not stop the others.
 
@@ -300,6 +374,9 @@ def _collect_participants(args, labels, fmriprep, settings):
     """
     from nipype_brainrecon.bids import collect_participant
     from nipype_brainrecon.bids_app.preflight import check_participant
+
+    if getattr(args, "betas", None) is not None:
+        collect_participant = _betas_collector(args)
 
     participants, errors = [], {}
     for label in labels:
@@ -312,6 +389,12 @@ def _collect_participants(args, labels, fmriprep, settings):
                 space=args.space,
                 roi_dseg=args.roi_dseg,
                 roi_labels=args.roi_labels,
+                session=args.session_label,
+                bids_filters=args.bids_filter_file,
+                stim_column=args.stim_column,
+                stim_map=args.stim_map,
+                stim_template=args.stim_template,
+                trial_filter=args.trial_filter,
             )
             check_participant(participant, settings, mem_gb=args.mem)
         except BrainreconError as exc:
@@ -375,7 +458,10 @@ def run_participant(args, command: str) -> int:
     init_output_dataset(
         args.output_dir,
         bids_dir=args.bids_dir,
-        derivatives={"fmriprep": participants[0].derivatives, **derivatives},
+        derivatives={
+            "betas" if args.betas is not None else "fmriprep": participants[0].derivatives,
+            **derivatives,
+        },
         settings=settings,
     )
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="brainrecon-work-"))
@@ -394,14 +480,17 @@ def run_participant(args, command: str) -> int:
     )
     root = pe.Workflow(name="brainrecon_wf", base_dir=str(work_dir))
     for participant in participants:
+        precomputed, datasets = _precomputed(participant)
         root.add_nodes(
             [
                 init_participant_wf(
                     participant,
                     output_dir=args.output_dir.absolute(),
                     settings=settings,
+                    precomputed_betas=precomputed,
                     command=command,
                     omp_nthreads=args.omp_nthreads,
+                    datasets=datasets,
                 )
             ]
         )
@@ -505,6 +594,15 @@ def _run(parser, args, command: str, logs: list) -> int:
     """Check, prepare and run one analysis level; ``logs`` gets OUTPUT_DIR/logs once it is
     known not to lie inside the inputs (where an unexpected error may be saved)."""
     check_before_writing(args)
+    if args.analysis_level == "participant" and args.betas is not None:
+        from nipype_brainrecon.bids_app.preflight import check_betas_dataset
+
+        if args.encoding:
+            raise UsageError(
+                "--encoding with --betas: the encoding maps need the fMRIPrep brain masks; "
+                "run the encoding analysis on the BOLD route (without --betas)"
+            )
+        args.participant_label = check_betas_dataset(args.betas, args.participant_label)
     logs.append(args.output_dir / "logs")
     prepared = record = None
     if args.analysis_level == "participant":

@@ -27,6 +27,7 @@ from typing import Any
 from nipype_brainrecon.errors import DataError, UsageError
 
 __all__ = [
+    "check_betas_dataset",
     "check_output_labels",
     "check_participant",
     "estimate_decoder_memory",
@@ -125,6 +126,52 @@ def check_output_labels(stim_files: Any) -> dict[str, Path]:
             raise DataError(f"{seen[key]} and {path} get the same output label '{key}'; rename one")
         seen[key] = path
     return seen
+
+
+def check_betas_dataset(betas_dir: str | os.PathLike, participants: Any = None) -> list[str]:
+    """The ``--betas`` folder exists and holds betas of the participants asked for (exit 66).
+
+    Run before anything is written. The files themselves (trials tables against volumes,
+    ``stim_file``, captions, ROI segmentation) are checked when each participant is collected
+    (:func:`nipype_brainrecon.bids.betas.collect_precomputed_betas`, exit 65 or 66).
+    Returns the participant labels to run (``participants``, or every one in ``betas_dir``).
+
+    Raises
+    ------
+    MissingInputError
+        The folder is absent, has no ``sub-<label>`` folder, or one asked for has no betas.
+    """
+    from nipype_brainrecon.bids import normalize_participant_label
+    from nipype_brainrecon.bids.betas import list_betas_participants
+    from nipype_brainrecon.errors import MissingInputError
+
+    root = Path(betas_dir).absolute()
+    if not root.is_dir():
+        raise MissingInputError(f"--betas {root}: folder not found")
+    available = list_betas_participants(root)
+    labels = (
+        [normalize_participant_label(label) for label in participants]
+        if participants
+        else available
+    )
+    if not labels:
+        raise MissingInputError(
+            f"--betas {root}: no sub-<label> folder; expected "
+            "sub-<label>/func/*_desc-<label>_betas.nii.gz with *_trials.tsv (docs/betas.md)"
+        )
+    for label in labels:
+        func = root / f"sub-{label}"
+        if not any(
+            p.parent.name == "func"
+            for p in func.rglob("*_betas.nii*")
+            if p.name.endswith(("_betas.nii.gz", "_betas.nii"))
+        ):
+            raise MissingInputError(
+                f"--betas {root}: no betas of sub-{label} (expected "
+                f"{func.name}/func/*_desc-<label>_betas.nii.gz; participants: "
+                f"{', '.join(available) or 'none'})"
+            )
+    return labels
 
 
 def check_participant(

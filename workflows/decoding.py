@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
@@ -62,6 +62,17 @@ def _roi_label(names):
     return "+".join(names) if isinstance(names, list | tuple) else str(names)
 
 
+def _targets(targets: Sequence[str]) -> list[str]:
+    """The decoded targets in the order z, c; a ``UsageError`` for anything else."""
+    from nipype_brainrecon.errors import UsageError
+
+    chosen = [targets] if isinstance(targets, str) else list(targets)
+    unknown = sorted(set(chosen) - {"z", "c"})
+    if unknown or not chosen:
+        raise UsageError(f"targets={tuple(chosen)!r}: give 'z', 'c' or both")
+    return [t for t in ("z", "c") if t in chosen]
+
+
 def init_decoding_wf(
     *,
     precomputed_betas: bool = False,
@@ -70,15 +81,18 @@ def init_decoding_wf(
     betas_method: str = DEFAULTS.glm.betas_method,
     noise_model: str = DEFAULTS.glm.noise_model,
     confounds: str | Sequence[str] = DEFAULTS.glm.confounds,
-    resolution: int = DEFAULTS.decoding.resolution,
+    resolution: int | None = DEFAULTS.decoding.resolution,
     test_set: str = DEFAULTS.decoding.test_set,
     alphas: str | Sequence[float] = DEFAULTS.decoding.alphas,
     n_folds: int = DEFAULTS.decoding.n_folds,
     backend: str = DEFAULTS.decoding.backend,
+    targets: Sequence[str] = ("z", "c"),
+    fit_intercept: bool = True,
     feature_cache: str | None = None,
     device: str | None = None,
     metadata: dict | None = None,
     omp_nthreads: int = 1,
+    events_spec: Mapping[str, str] | None = None,
     name: str = "decoding_wf",
 ) -> pe.Workflow:
     """Build the decoding workflow of one participant.
@@ -95,12 +109,18 @@ def init_decoding_wf(
         Region name(s) of the label table decoding z and c (paper: early and ventral).
     betas_method, noise_model, confounds
         Single-trial GLM settings (see :func:`nipype_brainrecon.glm.estimate_single_trial_betas`).
-    resolution : int
-        Image size for z (320 in the paper).
+    resolution : int or None
+        Image size for z (320 in the paper); ``None``: the model's native size, read from
+        the model folder when the features are computed (a hub id: 320).
     test_set : str
         ``"repeats"``, ``"column:<name>"`` or a list file (see :mod:`nipype_brainrecon.split`).
     alphas, n_folds, backend
         Ridge settings (see :func:`nipype_brainrecon.ridge.fit_ridge_cv`).
+    targets : sequence of {"z", "c"}
+        The decoders to build: ``("z",)`` decodes only the image latent (no captions needed),
+        ``("c",)`` only the caption embedding. Outputs of a target left out stay undefined.
+    fit_intercept : bool
+        Fit the decoders' intercept (:func:`~nipype_brainrecon.ridge.fit_ridge_cv`).
     feature_cache : str, optional
         Folder caching stimulus features across subjects and reruns.
     device : str, optional
@@ -108,7 +128,12 @@ def init_decoding_wf(
     metadata : dict, optional
         Provenance recorded in each decoder's sidecar (model id, seed, version ...).
     omp_nthreads : int
-        Threads of the numerical nodes (scheduling hint for MultiProc and clusters).
+        Threads of the numerical nodes: their ``n_procs`` (what MultiProc and clusters reserve)
+        and their ``num_threads`` (the BLAS, OpenMP and torch threads they may start).
+    events_spec : dict, optional
+        How the GLM reads the events: ``stim_column``, ``stim_map``, ``stim_template``,
+        ``trial_filter`` (``ParticipantInputs.events_spec.inputs()``; see
+        :class:`nipype_brainrecon.bids.EventsSpec`). Default: ``stim_file`` as written.
     name : str
         Workflow name.
 
@@ -118,10 +143,15 @@ def init_decoding_wf(
         One entry per run (fMRIPrep preproc BOLD, BIDS events, confounds, brain mask).
     betas_files, trials_files
         Precomputed single-trial betas and their trials tables (``precomputed_betas=True``).
+        Their trials tables need ``stim_file`` (images relative to ``stimuli_dir``); a missing
+        ``stim_id`` is derived from it (the file name stem), as for the estimated betas.
+    mask_files
+        Optional with precomputed betas: when given, the ROIs are cut to the first mask.
     dseg_file, labels_file
         ROI segmentation and its look-up table.
     stimuli_dir, captions_file, dataset_dir
-        The stimuli folder, its captions table and the BIDS root.
+        The stimuli folder, its captions table (needed when c is decoded) and the BIDS root
+        (optional).
     model
         diffusers model folder or hub id giving the VAE and text encoder.
 
@@ -134,6 +164,9 @@ def init_decoding_wf(
     >>> wf = init_decoding_wf()
     >>> [n for n in ("betas", "fit_z", "fit_c", "predict_z") if n in wf.list_node_names()]
     ['betas', 'fit_z', 'fit_c', 'predict_z']
+    >>> z_only = init_decoding_wf(precomputed_betas=True, targets=("z",), resolution=None)
+    >>> sorted(n for n in z_only.list_node_names() if n.startswith(("fit", "predict")))
+    ['fit_z', 'predict_z']
     """
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
@@ -153,12 +186,19 @@ def init_decoding_wf(
         ])  # fmt: skip
     else:
         betas = pe.MapNode(
-            SingleTrialBetas(method=betas_method, noise_model=noise_model, confounds=confounds),
+            SingleTrialBetas(
+                method=betas_method,
+                noise_model=noise_model,
+                confounds=confounds,
+                num_threads=omp_nthreads,
+            ),
             iterfield=["bold_file", "events_file", "confounds_file", "mask_file", "run_label"],
             name="betas",
             mem_gb=2.0,
             n_procs=omp_nthreads,
         )
+        for key, value in (events_spec or {}).items():
+            setattr(betas.inputs, key, value)
         workflow.connect([
             (inputnode, betas, [("bold_files", "bold_file"),
                                 ("events_files", "events_file"),
@@ -169,9 +209,17 @@ def init_decoding_wf(
                                 ("trials_file", "trials_files")]),
         ])  # fmt: skip
 
+    chosen = _targets(targets)
     features = pe.Node(
-        StimulusFeatures(resolution=resolution), name="features", mem_gb=4.0, n_procs=omp_nthreads
+        StimulusFeatures(num_threads=omp_nthreads),
+        name="features",
+        mem_gb=4.0,
+        n_procs=omp_nthreads,
     )
+    if resolution is not None:
+        features.inputs.resolution = resolution
+    if chosen != ["z", "c"]:
+        features.inputs.targets = chosen
     if feature_cache:
         features.inputs.cache_dir = feature_cache
     if device:
@@ -185,14 +233,15 @@ def init_decoding_wf(
         (betas_out, features, [("trials_files", "trials_files")]),
         (betas_out, outputnode, [("betas_files", "betas_files"),
                                  ("trials_files", "trials_files")]),
-        (features, outputnode, [("z_file", "z_file"),
-                                ("c_file", "c_file"),
-                                ("stimuli_file", "stimuli_file"),
+        (features, outputnode, [("stimuli_file", "stimuli_file"),
                                 ("model_info", "model_info")]),
+        (features, outputnode, [(f"{t}_file", f"{t}_file") for t in chosen]),
     ])  # fmt: skip
 
     use_gpu = backend == "torch" or (device or "").startswith("cuda")
-    for target, names, label in (("z", z_names, z_label), ("c", c_names, c_label)):
+    rois = {"z": (z_names, z_label), "c": (c_names, c_label)}
+    for target in chosen:
+        names, label = rois[target]
         roi = pe.Node(RoiMask(roi_names=names, roi_label=label), name=f"roi_{target}", mem_gb=1.0)
         extract = pe.Node(ExtractRoiData(), name=f"extract_{target}", mem_gb=2.0)
         split = pe.Node(SplitTrials(test_set=test_set), name=f"split_{target}", mem_gb=2.0)
@@ -205,11 +254,14 @@ def init_decoding_wf(
                 roi_label=label,
                 metadata=meta,
                 use_gpu=use_gpu,
+                num_threads=omp_nthreads,
             ),
             name=f"fit_{target}",
             mem_gb=8.0,
             n_procs=omp_nthreads,
         )
+        if not fit_intercept:
+            fit.inputs.fit_intercept = False
         predict = pe.Node(PredictDecoder(), name=f"predict_{target}", mem_gb=2.0)
         workflow.connect([
             (inputnode, roi, [("dseg_file", "dseg_file"),
@@ -237,7 +289,7 @@ def init_decoding_wf(
             (predict, outputnode, [("predicted_file", f"{target}_predicted_file"),
                                    ("scores", f"{target}_scores")]),
         ])  # fmt: skip
-        if target == "z":
+        if target == chosen[0]:
             workflow.connect([
                 (split, outputnode, [("split_info", "split_info"),
                                      ("test_stimuli_file", "test_stimuli_file"),

@@ -10,6 +10,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from nipype_brainrecon.config import DEFAULTS
+from nipype_brainrecon.derivatives.portable import model_name
 from nipype_brainrecon.interfaces.reports import ParticipantReport
 from nipype_brainrecon.workflows.decoding import init_decoding_wf
 from nipype_brainrecon.workflows.outputs import connect_participant_derivatives
@@ -35,6 +36,7 @@ def init_participant_wf(
     command: str = "",
     omp_nthreads: int = 1,
     name: str | None = None,
+    datasets: Mapping[str, str | Path] | None = None,
 ) -> pe.Workflow:
     """Build the whole analysis of one participant, writing its derivatives and report.
 
@@ -48,13 +50,19 @@ def init_participant_wf(
         Overrides of the defaults, as flat keys of
         :meth:`nipype_brainrecon.config.Settings.flat` (``strength``, ``n_samples``, ...).
     precomputed_betas : dict, optional
-        ``betas_files`` and ``trials_files`` of precomputed single-trial betas (no GLM).
+        ``betas_files`` and ``trials_files`` of precomputed single-trial betas (no GLM). With
+        a ``participant`` from :func:`nipype_brainrecon.bids.betas.collect_precomputed_betas`
+        (its runs' files, no BOLD or masks) the betas stage writes copies of these files.
     command : str
         The command line, recorded in the report.
     omp_nthreads : int
         Threads per numerical node.
     name : str, optional
         Workflow name (default ``sub_<label>_wf``).
+    datasets : dict, optional
+        ``{name: root}`` of the input datasets, the names of the ``bids:<name>:<path>`` URIs
+        that the outputs record their inputs by (as ``DatasetLinks`` in
+        ``dataset_description.json``); default ``{"raw": bids_dir, "fmriprep": derivatives}``.
 
     Returns
     -------
@@ -81,18 +89,25 @@ def init_participant_wf(
         backend=cfg["backend"],
         feature_cache=cfg["feature_cache"],
         device=cfg["device"],
-        metadata={"subject": subject, "model": cfg["model"], "seed": cfg["seed"]},
+        metadata={"subject": subject, "model": model_name(cfg["model"]), "seed": cfg["seed"]},
+        events_spec=(
+            participant.events_spec.inputs() if hasattr(participant, "events_spec") else None
+        ),
         omp_nthreads=omp_nthreads,
     )
     inputs = decoding.inputs.inputnode
-    inputs.bold_files = [str(r.bold) for r in runs]
-    inputs.events_files = [str(r.events_file) for r in runs]
-    inputs.confounds_files = [str(r.confounds) for r in runs]
-    inputs.mask_files = [str(r.mask) for r in runs]
-    inputs.run_labels = [str(r.run or i + 1) for i, r in enumerate(runs)]
     if precomputed:
+        # No GLM: the betas and their trials tables; the runs' masks only where there are.
         inputs.betas_files = [str(p) for p in precomputed["betas_files"]]
         inputs.trials_files = [str(p) for p in precomputed["trials_files"]]
+        if all(getattr(r, "mask", None) for r in runs):
+            inputs.mask_files = [str(r.mask) for r in runs]
+    else:
+        inputs.bold_files = [str(r.bold) for r in runs]
+        inputs.events_files = [str(r.events_file) for r in runs]
+        inputs.confounds_files = [str(r.confounds) for r in runs]
+        inputs.mask_files = [str(r.mask) for r in runs]
+        inputs.run_labels = [str(r.run or i + 1) for i, r in enumerate(runs)]
     inputs.dseg_file = str(participant.roi_dseg)
     inputs.labels_file = str(participant.roi_labels_file)
     inputs.stimuli_dir = str(participant.stimuli_dir)
@@ -112,6 +127,7 @@ def init_participant_wf(
         n_chunks=cfg["n_chunks"],
         device=cfg["device"],
         use_gpu=use_gpu,
+        omp_nthreads=omp_nthreads,
     )
     reconstruction.inputs.inputnode.model = str(cfg["model"])
     evaluation = init_evaluation_wf(extractors=cfg["extractors"], size=cfg["eval_size"])
@@ -151,6 +167,7 @@ def init_participant_wf(
         stim_files=stim_files,
         settings=cfg,
         command=command,
+        datasets=datasets,
     )
     if cfg["encoding"]:
         from nipype_brainrecon.workflows.encoding import connect_participant_encoding
@@ -164,6 +181,7 @@ def init_participant_wf(
             output_dir=output_dir,
             settings=cfg,
             omp_nthreads=omp_nthreads,
+            datasets=datasets,
         )
     else:
         workflow.connect(write, "summary", report, "summary")

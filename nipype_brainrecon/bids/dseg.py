@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError, MissingInputError
 from .layout import NIFTI_EXTENSIONS, entities_from_name
-from .tables import read_tsv
+from .tsv import read_tsv
 
 
 def read_roi_labels(path: str | Path) -> dict[int, str]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .events import EventsSpec
+
 
 @dataclass(frozen=True, eq=False)
 class RunInputs:
@@ -87,6 +89,10 @@ class ParticipantInputs:
         Label index -> ROI name, from ``roi_labels_file``.
     roi_labels_file : Path
         The label table (columns ``index``, ``name``).
+    events_spec : EventsSpec
+        How the events were read: the stimulus column, its mapping to images and the trial
+        filter; the GLM must read them the same way (``events_spec.inputs()`` gives the betas
+        node's inputs).
     """
 
     participant: str
@@ -100,6 +106,7 @@ class ParticipantInputs:
     roi_dseg: Path
     roi_labels: dict[int, str]
     roi_labels_file: Path
+    events_spec: EventsSpec = field(default_factory=EventsSpec)
 
     @property
     def tasks(self) -> list[str]:

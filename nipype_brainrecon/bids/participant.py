@@ -7,6 +7,8 @@ from typing import Any
 
 from ..errors import DataError, MissingInputError, UsageError
 from .dseg import find_roi
+from .events import STIM_COLUMN, EventsSpec
+from .filters import bold_filters, describe_filters, matches_filters, read_bids_filters
 from .inputs import ParticipantInputs, RunInputs
 from .layout import (
     BIDS_LABEL,
@@ -33,6 +35,11 @@ def collect_participant(
     roi_desc: str = "visual",
     captions_file: str | Path | None = None,
     require_captions: bool = True,
+    stim_column: str = STIM_COLUMN,
+    stim_map: str | Path | None = None,
+    stim_template: str | None = None,
+    trial_filter: str | None = None,
+    bids_filters: str | Path | dict[str, Any] | None = None,
 ) -> ParticipantInputs:
     """Find every input one participant's analysis needs, and check it is complete.
 
@@ -63,6 +70,22 @@ def collect_participant(
     require_captions : bool
         When False, a missing captions table (or an image without captions) is accepted and
         ``captions`` holds what there is (for analyses without text targets).
+    stim_column : str
+        The events column naming each event's stimulus (``--stim-column``).
+    stim_map : path, optional
+        A TSV (columns ``value``, ``stim_file``) mapping the column's values to files under
+        ``stimuli/`` (``--stim-map``).
+    stim_template : str, optional
+        A format string making a file name of each value, e.g. ``"img_{value:04d}.png"``
+        (``--stim-template``).
+    trial_filter : str, optional
+        A pandas ``DataFrame.query`` expression choosing which rows are trials
+        (``--trial-filter``); other rows, and rows whose stimulus is ``n/a``, are not trials
+        (the GLM models them as nuisance events by ``trial_type``). See
+        :class:`~.events.EventsSpec`.
+    bids_filters : path or dict, optional
+        fMRIPrep's ``--bids-filter-file`` (or its content as a dict): only BOLD runs
+        whose entities match are analysed. See :mod:`.filters`.
 
     Returns
     -------
@@ -74,30 +97,53 @@ def collect_participant(
         ``bids_dir`` or ``derivatives`` has no ``dataset_description.json``; a run lacks
         ``RepetitionTime``.
     UsageError
-        Bad participant label; participant, task or session not in the raw dataset.
+        Bad participant label; participant or task not in the raw dataset; a malformed trial
+        filter, stimulus template or BIDS filter file.
+    SessionNotFoundError
+        The session is not in the raw dataset (exit code 66; also a ``UsageError``).
     MissingInputError
-        Folder absent; participant absent from the derivatives; no runs; a run's preprocessed BOLD,
+        Folder absent; participant absent from the derivatives; no runs (or none the filters
+        match); the stimulus map or filter file absent; a run's preprocessed BOLD,
         mask, confounds or events absent; a stimulus, the captions table, the ROI segmentation
         or its label table absent.
     DataError
-        Files present but wrong: events columns, stimuli outside ``stimuli/``, an image without
+        Files present but wrong: events columns (the stimulus column absent), stimuli outside
+        ``stimuli/``, no trial in a run, a value absent from the stimulus map, an image without
         captions, mask/BOLD grids, confounds rows, ROI labels.
     """
     participant, session = _check_labels(participant_label, task, session, space, roi_desc)
+    spec = EventsSpec(
+        stim_column=stim_column,
+        stim_map=Path(stim_map) if stim_map is not None else None,
+        stim_template=stim_template,
+        trial_filter=trial_filter,
+    )
+    filters = (
+        read_bids_filters(bids_filters)
+        if isinstance(bids_filters, str | Path)
+        else bold_filters(bids_filters or {})
+    )
     bids_dir, derivatives = _check_datasets(bids_dir, derivatives, participant)
     raw = participant_layout(bids_dir, participant, derivative=False)
     deriv = participant_layout(derivatives, participant, derivative=True)
-    bolds = _select_bolds(raw, bids_dir, participant, task, session)
+    bolds = _select_bolds(raw, bids_dir, participant, task, session, filters)
     stimuli_dir = bids_dir / "stimuli"
     runs = [
-        collect_run(bold, raw, deriv, derivatives, space, stimuli_dir, bids_dir)
+        collect_run(bold, raw, deriv, derivatives, space, stimuli_dir, bids_dir, spec)
         for bold in sorted(bolds, key=lambda f: f.path)
     ]
     captions, used_captions = _collect_captions(
         runs, stimuli_dir, captions_file, bids_dir, participant, require_captions
     )
     dseg, labels_file, labels = find_roi(
-        derivatives, deriv, participant, space, roi_desc, roi_dseg, roi_labels, session
+        derivatives,
+        deriv,
+        participant,
+        space,
+        roi_desc,
+        roi_dseg,
+        roi_labels,
+        session if session is not None else _one_session(filters),
     )
     runs.sort(key=lambda r: (r.session or "", r.task, r.run or "", r.name))
     return ParticipantInputs(
@@ -112,6 +158,7 @@ def collect_participant(
         roi_dseg=dseg,
         roi_labels=labels,
         roi_labels_file=labels_file,
+        events_spec=spec,
     )
 
 
@@ -161,24 +208,55 @@ def _check_datasets(
     return bids_dir, derivatives
 
 
+def _one_session(filters: dict[str, Any]) -> str | None:
+    """The session a BIDS filter names, when it names exactly one."""
+    value = filters.get("session")
+    return value if isinstance(value, str) and value != "*" else None
+
+
+class SessionNotFoundError(MissingInputError, UsageError):
+    """The session asked for is not in the raw dataset (exit code 66, the missing input)."""
+
+
+def _check_session(raw: Any, bids_dir: Path, participant: str, session: Any, option: str) -> None:
+    sessions = raw.get_sessions(subject=participant)
+    if session not in sessions:
+        raise SessionNotFoundError(
+            f"{bids_dir / f'sub-{participant}'}: session '{session}' not found "
+            f"(sessions: {', '.join(sessions) or 'none'}); fix {option}"
+        )
+
+
 def _select_bolds(
-    raw: Any, bids_dir: Path, participant: str, task: str | None, session: str | None
+    raw: Any,
+    bids_dir: Path,
+    participant: str,
+    task: str | None,
+    session: str | None,
+    bold_filters: dict[str, Any],
 ) -> list[Any]:
-    """The raw BOLD files to analyse: of ``task`` (default: every task with events), ``session``."""
+    """The raw BOLD files to analyse: of ``task`` (default: every task with events), ``session``,
+    matching the ``bold`` entities of a BIDS filter file."""
     filters: dict[str, Any] = {
         "subject": participant,
         "suffix": "bold",
         "extension": NIFTI_EXTENSIONS,
     }
     if session is not None:
-        sessions = raw.get_sessions(subject=participant)
-        if session not in sessions:
-            raise UsageError(
-                f"{bids_dir / f'sub-{participant}'}: session '{session}' not found "
-                f"(sessions: {', '.join(sessions) or 'none'})"
-            )
+        _check_session(raw, bids_dir, participant, session, "--session-label")
         filters["session"] = session
+    if isinstance(bold_filters.get("session"), str) and bold_filters["session"] != "*":
+        _check_session(raw, bids_dir, participant, bold_filters["session"], "--bids-filter-file")
     bolds = [f for f in raw.get(**filters) if f.entities.get("datatype") == "func"]
+    if bold_filters:
+        matching = [f for f in bolds if matches_filters(f.entities, bold_filters)]
+        if not matching:
+            names = ", ".join(sorted(Path(f.path).name for f in bolds)) or "none"
+            raise MissingInputError(
+                f"{bids_dir / f'sub-{participant}'}: no BOLD run matches --bids-filter-file "
+                f"{describe_filters(bold_filters)} (runs: {names})"
+            )
+        bolds = matching
     tasks_present = sorted({f.entities["task"] for f in bolds if "task" in f.entities})
     if task is not None:
         if task not in tasks_present:

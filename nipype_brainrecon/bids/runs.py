@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, InvalidDatasetError
+from .events import EventsSpec
 from .inputs import RunInputs
 from .layout import NIFTI_EXTENSIONS, entities_from_name, func_dir, one_file, query_entities
 from .tables import read_events
@@ -76,8 +77,10 @@ def collect_run(
     space: str,
     stimuli_dir: Path,
     bids_dir: Path,
+    spec: EventsSpec | None = None,
 ) -> RunInputs:
-    """One run's inputs, from its raw BOLD file (a pybids file of the ``raw`` layout)."""
+    """One run's inputs, from its raw BOLD file (a pybids file of the ``raw`` layout); ``spec``
+    says which events are trials and which images they show (default: ``stim_file``)."""
     raw_bold = Path(bold.path)
     entities = entities_from_name(raw_bold)
     prefix = raw_bold.name.split(".")[0].removesuffix("_bold")
@@ -96,7 +99,7 @@ def collect_run(
         raw.get_metadata(str(raw_bold)), deriv.get_metadata(str(preproc)), raw_bold, preproc
     )
     n_volumes = check_images(preproc, mask, confounds)
-    events = read_events(events_file, stimuli_dir, dataset_dir=bids_dir)
+    events = read_events(events_file, stimuli_dir, dataset_dir=bids_dir, spec=spec)
     _check_events_in_run(events, events_file, n_volumes, tr)
     return RunInputs(
         entities=entities,

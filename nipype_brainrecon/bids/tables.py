@@ -7,28 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, MissingInputError
+from ..errors import DataError
+from .events import STIM_COLUMN, EventsSpec, map_events
 from .stimuli import resolve_stim_file
+from .tsv import read_tsv
 
 #: Events columns every run must have.
 EVENTS_COLUMNS = ("onset", "duration", "stim_file")
 
 
-def read_tsv(path: Path, what: str, dtype: Any = str) -> Any:
-    """A BIDS TSV (``n/a`` = missing) as a DataFrame; absent or unparsable files raise."""
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=dtype)
-    except FileNotFoundError as exc:
-        raise MissingInputError(f"{path}: {what} not found") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())  # one line: pandas' messages end in a newline
-        raise DataError(f"{path}: cannot be read as a tab-separated {what} ({reason})") from exc
-
-
-def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str | Path) -> Any:
-    """Read an events TSV and resolve its ``stim_file`` column under ``stimuli_dir``.
+def read_events(
+    path: str | Path,
+    stimuli_dir: str | Path,
+    *,
+    dataset_dir: str | Path,
+    spec: EventsSpec | None = None,
+) -> Any:
+    """Read an events TSV and resolve each trial's image under ``stimuli_dir``.
 
     Parameters
     ----------
@@ -38,25 +33,33 @@ def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str |
         The dataset's ``stimuli/`` folder.
     dataset_dir : path
         The dataset root (links into it are accepted).
+    spec : EventsSpec, optional
+        The stimulus column, how its values name images and which rows are trials (default:
+        ``stim_file`` as written, every row with one a trial); see :mod:`.events`.
 
     Returns
     -------
     pandas.DataFrame
-        ``onset`` and ``duration`` as floats, ``stim_file`` as absolute paths (``None`` for
-        ``n/a``); other columns as read.
+        ``onset`` and ``duration`` as floats, ``stim_file`` as absolute paths of each trial's
+        image (``None`` for rows that are not trials: ``n/a`` or not chosen by the filter);
+        other columns as read.
 
     Raises
     ------
     DataError
-        A required column is missing, empty or non-numeric, or a ``stim_file`` leaves ``stimuli/``.
+        A required column is missing, empty or non-numeric, a ``stim_file`` leaves ``stimuli/``,
+        no row is a trial, a value is absent from the stimulus map.
     MissingInputError
         The table or one of its stimuli is absent.
     """
     import pandas as pd
 
     path = Path(path)
-    table = read_tsv(path, "events table", dtype={"stim_file": str, "trial_type": str})
-    missing = [c for c in EVENTS_COLUMNS if c not in table.columns]
+    spec = spec or EventsSpec()
+    text_columns = dict.fromkeys(("stim_file", "trial_type", spec.stim_column), str)
+    table = read_tsv(path, "events table", dtype=text_columns)
+    required = EVENTS_COLUMNS if spec.stim_column == STIM_COLUMN else EVENTS_COLUMNS[:2]
+    missing = [c for c in required if c not in table.columns]
     if missing:
         raise DataError(
             f"{path}: events table lacks column(s) {', '.join(missing)}; "
@@ -80,8 +83,10 @@ def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str |
                 f"{path}: row {row + 1} has a negative {column}; onsets are seconds from the "
                 "first volume and durations are >= 0"
             )
-    if not table["stim_file"].notna().any():
+    if spec.is_default and not table["stim_file"].notna().any():
         raise DataError(f"{path}: every stim_file is n/a; name the image each event shows")
+    if not spec.is_default:
+        table = map_events(table, spec, path)
     shown = table[table["stim_file"].notna()].sort_values("onset", kind="stable")
     starts, ends = shown["onset"].to_numpy(), (shown["onset"] + shown["duration"]).to_numpy()
     overlap = np.flatnonzero(starts[1:] < ends[:-1] - 1e-3)
@@ -93,6 +98,7 @@ def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str |
             f"{ends[overlap[0]]:g} s); one image at a time, fix the onsets or durations"
         )
     stimuli_dir = Path(stimuli_dir)
+    named_in = spec.stim_map if spec.stim_map is not None else path
     resolved: dict[str, Path] = {}
     column = []
     for value in table["stim_file"]:
@@ -101,7 +107,7 @@ def read_events(path: str | Path, stimuli_dir: str | Path, *, dataset_dir: str |
             continue
         if value not in resolved:
             resolved[value] = resolve_stim_file(
-                value, stimuli_dir, dataset_dir=Path(dataset_dir), source=path
+                value, stimuli_dir, dataset_dir=Path(dataset_dir), source=named_in
             )
         column.append(resolved[value])
     table["stim_file"] = pd.Series(column, index=table.index, dtype=object)

@@ -24,9 +24,7 @@ method of Takagi & Nishimoto (2023) built on Nipype (Gorgolewski et al., 2011), 
 
 ## Methods paragraph
 
-Single-trial response amplitudes were estimated from the preprocessed BOLD series with a
-{betas_method} general linear model (HRF: {hrf_model}; drift: cosine basis; confounds:
-{confounds}; noise model: {noise_model}). The VAE latent of each seen image (z; image at
+{betas_sentence} The VAE latent of each seen image (z; image at
 {resolution} px) was decoded from the {z_roi} region and the text embedding of its captions
 (c; mean over captions) from the {c_roi} region, each with ridge regression on standardised
 voxels, the penalty chosen per target by {n_folds}-fold cross-validation over {alphas}.
@@ -137,10 +135,6 @@ def citation_text(settings: Mapping[str, Any]) -> str:
     cfg["model"] = model_name(cfg["model"])
     fields = {
         "version": __version__,
-        "betas_method": str(cfg["betas_method"]).upper(),
-        "hrf_model": cfg["hrf_model"],
-        "confounds": cfg["confounds"],
-        "noise_model": cfg["noise_model"],
         "resolution": cfg["resolution"],
         "z_roi": cfg["z_roi"],
         "c_roi": cfg["c_roi"],
@@ -155,4 +149,25 @@ def citation_text(settings: Mapping[str, Any]) -> str:
         "seed": cfg["seed"],
         "mode": cfg["mode"],
     }
-    return CITATION.format(**fields)
+    return CITATION.format(betas_sentence=_betas_sentence(cfg), **fields)
+
+
+#: How the single-trial betas came to be, by ``betas_method``.
+GLM_SENTENCE = """\
+Single-trial response amplitudes were estimated from the preprocessed BOLD series with a
+{betas_method} general linear model (HRF: {hrf_model}; drift: cosine basis; confounds:
+{confounds}; noise model: {noise_model})."""
+PRECOMPUTED_SENTENCE = """\
+Single-trial response amplitudes were taken as given (precomputed betas, `--betas`); no
+general linear model was fitted here."""
+
+
+def _betas_sentence(cfg: Mapping[str, Any]) -> str:
+    if cfg["betas_method"] == "precomputed":
+        return PRECOMPUTED_SENTENCE
+    return GLM_SENTENCE.format(
+        betas_method=str(cfg["betas_method"]).upper(),
+        hrf_model=cfg["hrf_model"],
+        confounds=cfg["confounds"],
+        noise_model=cfg["noise_model"],
+    )

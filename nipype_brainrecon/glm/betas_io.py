@@ -141,6 +141,36 @@ def save_betas(
     return betas_path, trials_path
 
 
+def with_stim_id(table: pd.DataFrame, source: str | os.PathLike) -> pd.DataFrame:
+    """``table`` with a string ``stim_id`` column, derived from ``stim_file`` where absent.
+
+    The rule of every trials table that enters the pipeline: an existing ``stim_id`` is kept
+    (as text); otherwise each row's id is its ``stim_file`` name stem (:func:`.events.stim_id`).
+
+    >>> with_stim_id(pd.DataFrame({"stim_file": ["a/im-01.png", "b.jpg"]}), "t.tsv")["stim_id"].tolist()
+    ['im-01', 'b']
+
+    Raises
+    ------
+    DataError
+        Neither column, or a row without a stimulus (``source`` named).
+    """
+    table = table.copy()
+    if "stim_id" not in table.columns:
+        if "stim_file" not in table.columns:
+            raise DataError(
+                f"{source}: needs a stim_id or stim_file column naming each trial's image"
+            )
+        table["stim_id"] = [None if pd.isna(s) else stim_id(str(s)) for s in table["stim_file"]]
+    if table["stim_id"].isna().any():
+        rows = (np.flatnonzero(table["stim_id"].isna().to_numpy()) + 1).tolist()[:5]
+        raise DataError(
+            f"{source}: stim_id missing in row(s) {rows}; every volume needs a stimulus"
+        )
+    table["stim_id"] = table["stim_id"].astype(str)
+    return table
+
+
 def load_precomputed_betas(
     betas_img_path: str | os.PathLike, trials_tsv_path: str | os.PathLike
 ) -> tuple[nib.spatialimages.SpatialImage, pd.DataFrame]:
@@ -174,16 +204,7 @@ def load_precomputed_betas(
             f"{tname}: {len(table)} rows but {name} has {img.shape[3]} volumes; "
             "give one row per volume, in volume order"
         )
-    if "stim_id" not in table.columns:
-        if "stim_file" not in table.columns:
-            raise DataError(
-                f"{tname}: needs a stim_id or stim_file column naming each trial's image"
-            )
-        table["stim_id"] = [stim_id(str(s)) for s in table["stim_file"]]
-    if table["stim_id"].isna().any():
-        rows = (np.flatnonzero(table["stim_id"].isna().to_numpy()) + 1).tolist()[:5]
-        raise DataError(f"{tname}: stim_id missing in row(s) {rows}; every volume needs a stimulus")
-    table["stim_id"] = table["stim_id"].astype(str)
+    table = with_stim_id(table, tname)
     if "run" not in table.columns:
         table.insert(0, "run", 1)
     if "trial" not in table.columns:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..bids.events import EventsSpec, map_events
 from ..errors import DataError
 from .inputs import PathOrFrame, read_table
 
@@ -22,7 +23,7 @@ def stim_id(stim_file: str) -> str:
     return Path(stim_file.replace("\\", "/")).stem
 
 
-def load_events(events: PathOrFrame) -> pd.DataFrame:
+def load_events(events: PathOrFrame, spec: EventsSpec | None = None) -> pd.DataFrame:
     """Read and check an events table (BIDS ``*_events.tsv`` or a DataFrame).
 
     Parameters
@@ -31,6 +32,11 @@ def load_events(events: PathOrFrame) -> pd.DataFrame:
         Needs ``onset``, ``duration`` (seconds) and ``stim_file`` columns. Rows whose ``stim_file``
         is empty (``n/a``) are not trials; they are modelled as nuisance events grouped by
         ``trial_type``.
+    spec : nipype_brainrecon.bids.EventsSpec, optional
+        Another stimulus column, its mapping to image files and a trial filter: the returned
+        ``stim_file`` names each trial's image (relative to ``stimuli/``) and is empty for the
+        rows that are not trials (unselected, or ``n/a``), which stay as nuisance events. The same
+        function maps the events when the BIDS dataset is read, so both agree on the trials.
 
     Returns
     -------
@@ -40,9 +46,12 @@ def load_events(events: PathOrFrame) -> pd.DataFrame:
     Raises
     ------
     DataError
-        Missing columns, non-numeric or missing onsets/durations, negative values, no trial.
+        Missing columns, non-numeric or missing onsets/durations, negative values, no trial; with
+        ``spec``: the stimulus column absent, a value absent from the stimulus map.
     """
     df, name = read_table(events, "events table")
+    if spec is not None and not spec.is_default:
+        df = map_events(df, spec, name)
     missing = [c for c in ("onset", "duration", "stim_file") if c not in df.columns]
     if missing:
         raise DataError(

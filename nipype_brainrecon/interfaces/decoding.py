@@ -21,6 +21,12 @@ from nipype.interfaces.base import (
 
 from ..config import DEFAULTS as D
 from ._specs import default_first
+from .threads import (
+    limit_threads,
+    num_threads_trait,
+    threads_file_trait,
+    write_threads_file,
+)
 
 
 class _SingleTrialBetasInputSpec(BaseInterfaceInputSpec):
@@ -52,11 +58,17 @@ class _SingleTrialBetasInputSpec(BaseInterfaceInputSpec):
     )
     repetition_time = traits.Float(desc="TR in seconds (default: from the BOLD header)")
     run_label = traits.Str(desc="run label written into the trials table")
+    stim_column = traits.Str(desc="events column naming each stimulus (default stim_file)")
+    stim_map = File(exists=True, desc="TSV (value, stim_file) mapping stim_column to images")
+    stim_template = traits.Str(desc="format string naming each value's image, e.g. img_{value}.png")
+    trial_filter = traits.Str(desc="pandas query choosing the trial rows (others are nuisance)")
+    num_threads = num_threads_trait()
 
 
 class _SingleTrialBetasOutputSpec(TraitedSpec):
     betas_file = File(exists=True, desc="4D NIfTI, one volume per trial")
     trials_file = File(exists=True, desc="trials table (run, onset, stim_file, stim_id, ...)")
+    threads_file = threads_file_trait()
 
 
 class SingleTrialBetas(SimpleInterface):
@@ -69,30 +81,44 @@ class SingleTrialBetas(SimpleInterface):
     output_spec = _SingleTrialBetasOutputSpec
 
     def _run_interface(self, runtime):
-        from ..glm import estimate_single_trial_betas, save_betas
+        from ..bids.events import EventsSpec
+        from ..glm import estimate_single_trial_betas, load_events, save_betas
 
         inputs = self.inputs
-        betas, trials = estimate_single_trial_betas(
-            inputs.bold_file,
-            inputs.events_file,
-            inputs.confounds_file if isdefined(inputs.confounds_file) else None,
-            inputs.mask_file,
-            method=inputs.method,
-            hrf_model=inputs.hrf_model,
-            drift_model=inputs.drift_model,
-            high_pass=inputs.high_pass,
-            confounds=inputs.confounds,
-            noise_model=inputs.noise_model,
-            t_r=inputs.repetition_time if isdefined(inputs.repetition_time) else None,
-            run=inputs.run_label if isdefined(inputs.run_label) else None,
+        spec = EventsSpec(
+            **{
+                name: getattr(inputs, name)
+                for name in ("stim_column", "stim_map", "stim_template", "trial_filter")
+                if isdefined(getattr(inputs, name))
+            }
         )
+        events = inputs.events_file if spec.is_default else load_events(inputs.events_file, spec)
+        with limit_threads(inputs.num_threads) as threads:
+            betas, trials = estimate_single_trial_betas(
+                inputs.bold_file,
+                events,
+                inputs.confounds_file if isdefined(inputs.confounds_file) else None,
+                inputs.mask_file,
+                method=inputs.method,
+                hrf_model=inputs.hrf_model,
+                drift_model=inputs.drift_model,
+                high_pass=inputs.high_pass,
+                confounds=inputs.confounds,
+                noise_model=inputs.noise_model,
+                t_r=inputs.repetition_time if isdefined(inputs.repetition_time) else None,
+                run=inputs.run_label if isdefined(inputs.run_label) else None,
+            )
         betas_file, trials_file = save_betas(
             betas,
             trials,
             os.path.join(runtime.cwd, "betas.nii.gz"),
             os.path.join(runtime.cwd, "trials.tsv"),
         )
-        self._results.update(betas_file=str(betas_file), trials_file=str(trials_file))
+        self._results.update(
+            betas_file=str(betas_file),
+            trials_file=str(trials_file),
+            threads_file=write_threads_file(threads, runtime.cwd),
+        )
         return runtime
 
 
@@ -101,11 +127,21 @@ class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
         File(exists=True), mandatory=True, desc="trials tables naming the stimuli shown"
     )
     stimuli_dir = traits.Directory(exists=True, mandatory=True, desc="the dataset's stimuli/")
-    captions_file = File(exists=True, mandatory=True, desc="captions table (stim_file, caption)")
+    captions_file = File(
+        exists=True, desc="captions table (stim_file, caption); needed when c is a target"
+    )
     dataset_dir = traits.Directory(exists=True, desc="BIDS root (stimulus links may point in it)")
     model = traits.Str(mandatory=True, desc="diffusers model folder or hub id")
     resolution = traits.Int(
-        D.decoding.resolution, usedefault=True, desc="image size before VAE encoding (px)"
+        desc="image size before VAE encoding (px); default the model's native size "
+        f"(a local folder's, else {D.decoding.resolution})"
+    )
+    targets = traits.List(
+        traits.Enum("z", "c"),
+        value=["z", "c"],
+        usedefault=True,
+        minlen=1,
+        desc="features to compute: z (VAE latents of the images), c (caption embeddings)",
     )
     batch_size = traits.Int(
         D.decoding.feature_batch_size, usedefault=True, desc="images (or captions) per model call"
@@ -114,13 +150,17 @@ class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     progress = traits.Bool(False, usedefault=True, desc="show progress bars")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
+    num_threads = num_threads_trait()
 
 
 class _StimulusFeaturesOutputSpec(TraitedSpec):
-    z_file = File(exists=True, desc="VAE latents z of every stimulus (.npy)")
-    c_file = File(exists=True, desc="mean caption embeddings c of every stimulus (.npy)")
+    z_file = File(exists=True, desc="VAE latents z of every stimulus (.npy), if a target")
+    c_file = File(
+        exists=True, desc="mean caption embeddings c of every stimulus (.npy), if a target"
+    )
     stimuli_file = File(exists=True, desc="TSV naming the rows: stim_id, stim_file")
     model_info = traits.Dict(desc="model identity and feature shapes")
+    threads_file = threads_file_trait()
 
 
 class StimulusFeatures(SimpleInterface):
@@ -135,9 +175,8 @@ class StimulusFeatures(SimpleInterface):
         import numpy as np
         import pandas as pd
 
-        from ..bids import read_captions, resolve_stim_file
+        from ..bids import resolve_stim_file
         from ..diffusion.models import load_text_encoder, load_vae, model_identity
-        from ..errors import DataError
         from ..features import encode_captions_c, encode_images_z
 
         inputs = self.inputs
@@ -145,69 +184,141 @@ class StimulusFeatures(SimpleInterface):
         dataset_dir = Path(inputs.dataset_dir) if isdefined(inputs.dataset_dir) else stimuli_dir
         device = inputs.device if isdefined(inputs.device) else None
         cache = inputs.cache_dir if isdefined(inputs.cache_dir) else None
-        files: dict[str, str] = {}
-        for trials_file in inputs.trials_files:
-            table = pd.read_csv(trials_file, sep="\t", dtype={"stim_id": str, "stim_file": str})
-            for sid, sfile in zip(table["stim_id"], table["stim_file"], strict=True):
-                if files.setdefault(sid, sfile) != sfile:
-                    raise DataError(
-                        f"{trials_file}: stimulus id {sid!r} names two files "
-                        f"({files[sid]!r}, {sfile!r}); image file names must be unique"
-                    )
+        files = _shown_stimuli(inputs.trials_files)
         stim_ids = sorted(files)
+        source = Path(
+            inputs.captions_file if isdefined(inputs.captions_file) else inputs.trials_files[0]
+        )
         paths = [
-            resolve_stim_file(
-                files[s], stimuli_dir, dataset_dir=dataset_dir, source=Path(inputs.captions_file)
-            )
+            resolve_stim_file(files[s], stimuli_dir, dataset_dir=dataset_dir, source=source)
             for s in stim_ids
         ]
-        captions = read_captions(inputs.captions_file, stimuli_dir, dataset_dir=dataset_dir)
-        lacking = [files[s] for s, p in zip(stim_ids, paths, strict=True) if p not in captions]
-        if lacking:
-            raise DataError(
-                f"{inputs.captions_file}: no caption for {len(lacking)} shown image(s), "
-                f"e.g. {lacking[:3]}; add rows to the captions table"
-            )
+        captions = _captions_of(inputs, paths, files, stim_ids, stimuli_dir, dataset_dir)
         model = inputs.model
         model_id = model_identity(model) if Path(model).is_dir() else model
-        z = encode_images_z(
-            paths,
-            lambda: load_vae(model, device=device),
-            resolution=inputs.resolution,
-            batch_size=inputs.batch_size,
-            device=device,
-            cache_dir=cache,
-            model_id=model_id,
-            progress=inputs.progress,
-        )
-        c = encode_captions_c(
-            {s: captions[p] for s, p in zip(stim_ids, paths, strict=True)},
-            text_encoder=lambda: load_text_encoder(model, device=device),
-            batch_size=max(inputs.batch_size, 16),
-            device=device,
-            cache_dir=cache,
-            model_id=model_id,
-            progress=inputs.progress,
-        )
+        resolution = _resolution(inputs)
         out = Path(runtime.cwd)
-        np.save(out / "z.npy", z)
-        np.save(out / "c.npy", c)
+        info = {"model": str(model), "model_id": model_id, "resolution": resolution}
+        with limit_threads(inputs.num_threads) as threads:
+            if "z" in inputs.targets:
+                z = encode_images_z(
+                    paths,
+                    lambda: load_vae(model, device=device),
+                    resolution=resolution,
+                    batch_size=inputs.batch_size,
+                    device=device,
+                    cache_dir=cache,
+                    model_id=model_id,
+                    progress=inputs.progress,
+                )
+                np.save(out / "z.npy", z)
+                self._results["z_file"] = str(out / "z.npy")
+                info["z_shape"] = list(z.shape[1:])
+            if "c" in inputs.targets:
+                c = encode_captions_c(
+                    {s: captions[p] for s, p in zip(stim_ids, paths, strict=True)},
+                    text_encoder=lambda: load_text_encoder(model, device=device),
+                    batch_size=max(inputs.batch_size, 16),
+                    device=device,
+                    cache_dir=cache,
+                    model_id=model_id,
+                    progress=inputs.progress,
+                )
+                check_varies(c, f"{inputs.captions_file}: every shown image has the same captions")
+                np.save(out / "c.npy", c)
+                self._results["c_file"] = str(out / "c.npy")
+                info["c_shape"] = list(c.shape[1:])
         pd.DataFrame({"stim_id": stim_ids, "stim_file": [files[s] for s in stim_ids]}).to_csv(
             out / "stimuli.tsv", sep="\t", index=False
         )
         self._results.update(
-            z_file=str(out / "z.npy"),
-            c_file=str(out / "c.npy"),
             stimuli_file=str(out / "stimuli.tsv"),
-            model_info={
-                "model": str(model),
-                "model_id": model_id,
-                "resolution": int(inputs.resolution),
-                "z_shape": list(z.shape[1:]),
-                "c_shape": list(c.shape[1:]),
-            },
+            model_info=info,
+            threads_file=write_threads_file(threads, out),
         )
         return runtime
+
+
+def _shown_stimuli(trials_files) -> dict[str, str]:
+    """``{stim_id: stim_file}`` of every trial of the tables (stim_id derived where absent)."""
+    import pandas as pd
+
+    from ..errors import DataError
+    from ..glm.betas_io import with_stim_id
+
+    files: dict[str, str] = {}
+    for trials_file in trials_files:
+        table = pd.read_csv(trials_file, sep="\t", dtype={"stim_id": str, "stim_file": str})
+        if "stim_file" not in table.columns:
+            raise DataError(
+                f"{trials_file}: needs a stim_file column naming each trial's image "
+                "(relative to stimuli/)"
+            )
+        table = with_stim_id(table, trials_file)
+        for sid, sfile in zip(table["stim_id"], table["stim_file"], strict=True):
+            if files.setdefault(sid, sfile) != sfile:
+                raise DataError(
+                    f"{trials_file}: stimulus id {sid!r} names two files "
+                    f"({files[sid]!r}, {sfile!r}); image file names must be unique"
+                )
+    return files
+
+
+def _captions_of(inputs, paths, files, stim_ids, stimuli_dir, dataset_dir) -> dict:
+    """The captions of the shown images (``{}`` when c is not a target)."""
+    from ..bids import read_captions
+    from ..errors import DataError, UsageError
+
+    if "c" not in inputs.targets:
+        return {}
+    if not isdefined(inputs.captions_file):
+        raise UsageError(
+            "StimulusFeatures: c is a target but no captions_file was given; give the captions "
+            "table (stim_file, caption) or decode z only (targets=['z'])"
+        )
+    captions = read_captions(inputs.captions_file, stimuli_dir, dataset_dir=dataset_dir)
+    lacking = [files[s] for s, p in zip(stim_ids, paths, strict=True) if p not in captions]
+    if lacking:
+        raise DataError(
+            f"{inputs.captions_file}: no caption for {len(lacking)} shown image(s), "
+            f"e.g. {lacking[:3]}; add rows to the captions table"
+        )
+    return captions
+
+
+def _resolution(inputs) -> int:
+    """The image size for z: given, else the model's native size (a hub id: the default)."""
+    if isdefined(inputs.resolution):
+        return int(inputs.resolution)
+    from ..diffusion.models import local_folder, native_resolution
+
+    folder = local_folder(inputs.model)
+    return D.decoding.resolution if folder is None else native_resolution(folder)
+
+
+def check_varies(features, message: str) -> None:
+    """Refuse features identical for every row (nothing to decode), with ``message`` + the fix.
+
+    >>> import numpy as np
+    >>> check_varies(np.eye(2), "x")
+    >>> check_varies(np.ones((3, 2)), "t.tsv: all rows equal")
+    Traceback (most recent call last):
+    ...
+    nipype_brainrecon.errors.DataError: t.tsv: all rows equal, so the target is constant and cannot be decoded; give the stimuli different content, or leave this target out
+    """
+    import numpy as np
+
+    from ..errors import DataError
+
+    values = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    if len(values) < 2:
+        return
+    scale = max(1.0, float(np.abs(values).max()))
+    if float(np.abs(values - values[:1]).max()) <= 1e-6 * scale:
+        raise DataError(
+            f"{message}, so the target is constant and cannot be decoded; give the stimuli "
+            "different content, or leave this target out"
+        )
 
 
 class _SplitTrialsInputSpec(BaseInterfaceInputSpec):
@@ -240,9 +351,13 @@ class SplitTrials(SimpleInterface):
         import numpy as np
         import pandas as pd
 
+        from ..glm.betas_io import with_stim_id
         from ..split import split_trials
 
-        trials = pd.read_csv(self.inputs.trials_file, sep="\t", dtype={"stim_id": str})
+        trials = pd.read_csv(
+            self.inputs.trials_file, sep="\t", dtype={"stim_id": str, "stim_file": str}
+        )
+        trials = with_stim_id(trials, self.inputs.trials_file)
         data = np.load(self.inputs.data_file, mmap_mode="r", allow_pickle=False)
         split = split_trials(
             trials, data, test=self.inputs.test_set, source=self.inputs.trials_file
@@ -303,16 +418,21 @@ class _FitDecoderInputSpec(BaseInterfaceInputSpec):
         usedefault=True,
         desc="solver backend",
     )
+    fit_intercept = traits.Bool(
+        True, usedefault=True, desc="fit an intercept (centre the targets) as well as weights"
+    )
     target_label = traits.Str(mandatory=True, desc="what is decoded (z or c)")
     roi_label = traits.Str(mandatory=True, desc="ROI the voxels come from")
     metadata = traits.Dict(desc="provenance written into the decoder sidecar")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
+    num_threads = num_threads_trait()
 
 
 class _FitDecoderOutputSpec(TraitedSpec):
     decoder_file = File(exists=True, desc="decoder weights (safetensors)")
     sidecar_file = File(exists=True, desc="decoder sidecar (JSON)")
     alpha_counts = traits.Dict(desc="how many targets chose each alpha")
+    threads_file = threads_file_trait()
 
 
 class FitDecoder(SimpleInterface):
@@ -332,24 +452,32 @@ class FitDecoder(SimpleInterface):
         y, _ = _rows_for(
             inputs.train_stimuli_file, inputs.features_stimuli_file, inputs.features_file
         )
+        check_varies(
+            y,
+            f"{inputs.features_file}: the {inputs.target_label} features of the "
+            f"{len(y)} training trials of {inputs.train_stimuli_file} are all the same",
+        )
         x = np.load(inputs.train_data_file, allow_pickle=False)
         metadata = dict(inputs.metadata) if isdefined(inputs.metadata) else {}
         metadata.update(target=inputs.target_label, roi=inputs.roi_label)
         alphas = inputs.alphas if isinstance(inputs.alphas, str) else np.asarray(inputs.alphas)
-        decoder = fit_ridge_cv(
-            x,
-            y,
-            alphas=alphas,
-            n_folds=inputs.n_folds,
-            backend=inputs.backend,
-            metadata=metadata,
-        )
+        with limit_threads(inputs.num_threads) as threads:
+            decoder = fit_ridge_cv(
+                x,
+                y,
+                alphas=alphas,
+                n_folds=inputs.n_folds,
+                fit_intercept=inputs.fit_intercept,
+                backend=inputs.backend,
+                metadata=metadata,
+            )
         stem = Path(runtime.cwd) / f"target-{inputs.target_label}_roi-{inputs.roi_label}_decoder"
         weights, sidecar = save_decoder(decoder, stem, metadata)
         self._results.update(
             decoder_file=str(weights),
             sidecar_file=str(sidecar),
             alpha_counts={f"{a:g}": int(n) for a, n in decoder.alpha_counts().items()},
+            threads_file=write_threads_file(threads, runtime.cwd),
         )
         return runtime
 
