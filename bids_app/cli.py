@@ -177,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--alphas", choices=["default", "paper"], default=D.decoding.alphas, help="ridge grid"
     )
     g.add_argument(
+        "--cv-groups",
+        choices=["run", "session", "none"],
+        default=D.decoding.cv_groups,
+        help="folds of the ridge alpha choice hold out whole runs or sessions; 'none': "
+        f"{D.decoding.n_folds} contiguous folds (default: %(default)s)",
+    )
+    g.add_argument(
         "--resolution",
         type=_positive_int,
         help=f"image size for z (default {D.decoding.resolution})",
@@ -314,6 +321,7 @@ def _settings(args) -> dict:
         "resolution": resolution,
         "test_set": args.test_set,
         "alphas": args.alphas,
+        "cv_groups": args.cv_groups,
         "z_roi": args.z_roi if len(args.z_roi) > 1 else args.z_roi[0],
         "c_roi": args.c_roi if len(args.c_roi) > 1 else args.c_roi[0],
         "model": model,

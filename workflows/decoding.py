@@ -9,6 +9,7 @@ from nipype.pipeline import engine as pe
 
 from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.interfaces.decoding import (
+    ExtractRoiColumns,
     FitDecoder,
     PredictDecoder,
     SingleTrialBetas,
@@ -28,6 +29,7 @@ INPUT_FIELDS = [
     "trials_files",
     "dseg_file",
     "labels_file",
+    "roi_indices_file",
     "stimuli_dir",
     "captions_file",
     "dataset_dir",
@@ -85,6 +87,8 @@ def init_decoding_wf(
     test_set: str = DEFAULTS.decoding.test_set,
     alphas: str | Sequence[float] = DEFAULTS.decoding.alphas,
     n_folds: int = DEFAULTS.decoding.n_folds,
+    cv_groups: str = DEFAULTS.decoding.cv_groups,
+    betas_format: str = "nifti",
     backend: str = DEFAULTS.decoding.backend,
     targets: Sequence[str] = ("z", "c"),
     fit_intercept: bool = True,
@@ -105,6 +109,10 @@ def init_decoding_wf(
     ----------
     precomputed_betas : bool
         Take ``inputnode.betas_files``/``trials_files`` instead of estimating betas.
+    betas_format : {"nifti", "matrix"}
+        With precomputed betas: ``"nifti"`` (4D images, ROIs from the dseg) or ``"matrix"``
+        (``.npy``/``.tsv`` trials × voxels matrices, ROIs as lists of their columns in
+        ``inputnode.roi_indices_file``; see docs/betas.md).
     z_roi, c_roi : str or list of str
         Region name(s) of the label table decoding z and c (paper: early and ventral).
     betas_method, noise_model, confounds
@@ -116,6 +124,11 @@ def init_decoding_wf(
         ``"repeats"``, ``"column:<name>"`` or a list file (see :mod:`nipype_brainrecon.split`).
     alphas, n_folds, backend
         Ridge settings (see :func:`nipype_brainrecon.ridge.fit_ridge_cv`).
+    cv_groups : {"run", "session", "none"}
+        Folds of the alpha choice: hold out whole runs (each betas file and its ``run`` /
+        ``session`` columns tell them) or sessions, at most ``n_folds`` folds; ``"none"`` or
+        fewer than 2 runs known: ``n_folds`` contiguous folds. The decoder sidecar's
+        ``Metadata.CVFolds`` records which.
     targets : sequence of {"z", "c"}
         The decoders to build: ``("z",)`` decodes only the image latent (no captions needed),
         ``("c",)`` only the caption embedding. Outputs of a target left out stay undefined.
@@ -149,6 +162,9 @@ def init_decoding_wf(
         Optional with precomputed betas: when given, the ROIs are cut to the first mask.
     dseg_file, labels_file
         ROI segmentation and its look-up table.
+    roi_indices_file
+        With ``betas_format="matrix"``: ROIs as 0-based columns of the betas matrices (JSON
+        ``{name: [columns]}`` or TSV ``roi``, ``column``), instead of a dseg.
     stimuli_dir, captions_file, dataset_dir
         The stimuli folder, its captions table (needed when c is decoded) and the BIDS root
         (optional).
@@ -167,7 +183,16 @@ def init_decoding_wf(
     >>> z_only = init_decoding_wf(precomputed_betas=True, targets=("z",), resolution=None)
     >>> sorted(n for n in z_only.list_node_names() if n.startswith(("fit", "predict")))
     ['fit_z', 'predict_z']
+    >>> matrix = init_decoding_wf(precomputed_betas=True, betas_format="matrix", name="m_wf")
+    >>> type(matrix.get_node("extract_z").interface).__name__, "roi_z" in matrix.list_node_names()
+    ('ExtractRoiColumns', False)
     """
+    from nipype_brainrecon.errors import UsageError
+
+    if betas_format not in ("nifti", "matrix"):
+        raise UsageError(f"betas_format={betas_format!r}: give 'nifti' or 'matrix'")
+    if betas_format == "matrix" and not precomputed_betas:
+        raise UsageError("betas_format='matrix' needs precomputed_betas=True")
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
@@ -242,13 +267,32 @@ def init_decoding_wf(
     rois = {"z": (z_names, z_label), "c": (c_names, c_label)}
     for target in chosen:
         names, label = rois[target]
-        roi = pe.Node(RoiMask(roi_names=names, roi_label=label), name=f"roi_{target}", mem_gb=1.0)
-        extract = pe.Node(ExtractRoiData(), name=f"extract_{target}", mem_gb=2.0)
+        if betas_format == "matrix":
+            extract = pe.Node(
+                ExtractRoiColumns(roi_names=names), name=f"extract_{target}", mem_gb=2.0
+            )
+            workflow.connect([
+                (inputnode, extract, [("roi_indices_file", "roi_indices_file")]),
+            ])  # fmt: skip
+        else:
+            roi = pe.Node(
+                RoiMask(roi_names=names, roi_label=label), name=f"roi_{target}", mem_gb=1.0
+            )
+            extract = pe.Node(ExtractRoiData(), name=f"extract_{target}", mem_gb=2.0)
+            workflow.connect([
+                (inputnode, roi, [("dseg_file", "dseg_file"),
+                                  ("labels_file", "labels_file"),
+                                  (("mask_files", pop_file), "brain_mask")]),
+                (betas_out, roi, [(("betas_files", pop_file), "reference_file")]),
+                (roi, extract, [("roi_file", "roi_file")]),
+                (roi, outputnode, [("roi_file", f"{target}_roi_file")]),
+            ])  # fmt: skip
         split = pe.Node(SplitTrials(test_set=test_set), name=f"split_{target}", mem_gb=2.0)
         fit = pe.Node(
             FitDecoder(
                 alphas=alphas,
                 n_folds=n_folds,
+                cv_groups=cv_groups,
                 backend=backend,
                 target_label=target,
                 roi_label=label,
@@ -264,16 +308,13 @@ def init_decoding_wf(
             fit.inputs.fit_intercept = False
         predict = pe.Node(PredictDecoder(), name=f"predict_{target}", mem_gb=2.0)
         workflow.connect([
-            (inputnode, roi, [("dseg_file", "dseg_file"),
-                              ("labels_file", "labels_file"),
-                              (("mask_files", pop_file), "brain_mask")]),
-            (betas_out, roi, [(("betas_files", pop_file), "reference_file")]),
             (betas_out, extract, [("betas_files", "betas_files"),
                                   ("trials_files", "trials_files")]),
-            (roi, extract, [("roi_file", "roi_file")]),
+            (betas_out, split, [("trials_files", "source_trials_files")]),
             (extract, split, [("data_file", "data_file"), ("trials_file", "trials_file")]),
             (split, fit, [("train_data_file", "train_data_file"),
-                          ("train_stimuli_file", "train_stimuli_file")]),
+                          ("train_stimuli_file", "train_stimuli_file"),
+                          ("train_groups_file", "train_groups_file")]),
             (features, fit, [(f"{target}_file", "features_file"),
                              ("stimuli_file", "features_stimuli_file")]),
             (fit, predict, [("decoder_file", "decoder_file")]),
@@ -282,7 +323,6 @@ def init_decoding_wf(
                               ("train_stimuli_file", "train_stimuli_file")]),
             (features, predict, [(f"{target}_file", "features_file"),
                                  ("stimuli_file", "features_stimuli_file")]),
-            (roi, outputnode, [("roi_file", f"{target}_roi_file")]),
             (fit, outputnode, [("decoder_file", f"{target}_decoder_file"),
                                ("sidecar_file", f"{target}_decoder_sidecar"),
                                ("alpha_counts", f"{target}_alpha_counts")]),

@@ -86,6 +86,7 @@ def init_participant_wf(
         test_set=cfg["test_set"],
         alphas=cfg["alphas"],
         n_folds=cfg["n_folds"],
+        cv_groups=cfg["cv_groups"],
         backend=cfg["backend"],
         feature_cache=cfg["feature_cache"],
         device=cfg["device"],

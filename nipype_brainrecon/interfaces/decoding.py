@@ -122,6 +122,82 @@ class SingleTrialBetas(SimpleInterface):
         return runtime
 
 
+class _ExtractRoiColumnsInputSpec(BaseInterfaceInputSpec):
+    betas_files = InputMultiObject(
+        File(exists=True),
+        mandatory=True,
+        desc="betas matrices (.npy or .tsv: one row per trial, one column per voxel), one per run",
+    )
+    trials_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="trials table (TSV) of each betas matrix"
+    )
+    roi_indices_file = File(
+        exists=True,
+        mandatory=True,
+        desc="ROIs as 0-based voxel columns: JSON {name: [columns]} or TSV (roi, column)",
+    )
+    roi_names = InputMultiObject(
+        traits.Str, mandatory=True, desc="ROI name(s) of roi_indices_file, merged into one ROI"
+    )
+
+
+class _ExtractRoiColumnsOutputSpec(TraitedSpec):
+    data_file = File(exists=True, desc="trials × voxels matrix of the ROI (float32 .npy)")
+    trials_file = File(exists=True, desc="the trials of all runs, in the rows' order (TSV)")
+    n_voxels = traits.Int(desc="number of ROI voxels (columns)")
+
+
+class ExtractRoiColumns(SimpleInterface):
+    """The matrix route of :class:`~.rois.ExtractRoiData`: the ROI's columns of every run's
+    betas matrix (its columns in increasing order) as one trials × voxels matrix."""
+
+    input_spec = _ExtractRoiColumnsInputSpec
+    output_spec = _ExtractRoiColumnsOutputSpec
+
+    def _run_interface(self, runtime):
+        import numpy as np
+        import pandas as pd
+
+        from ..errors import DataError
+        from ..rois import load_betas_matrix, read_voxel_rois, roi_columns
+
+        inputs = self.inputs
+        if len(inputs.betas_files) != len(inputs.trials_files):
+            raise DataError(
+                f"{len(inputs.betas_files)} betas files but {len(inputs.trials_files)} trials "
+                "tables; give one trials table per betas matrix"
+            )
+        rois = read_voxel_rois(inputs.roi_indices_file)
+        blocks, tables, columns, first = [], [], None, None
+        for betas, trials_file in zip(inputs.betas_files, inputs.trials_files, strict=True):
+            matrix = load_betas_matrix(betas)
+            if first is None:
+                first = (betas, matrix.shape[1])
+                columns = roi_columns(
+                    rois, list(inputs.roi_names), matrix.shape[1], str(inputs.roi_indices_file)
+                )
+            elif matrix.shape[1] != first[1]:
+                raise DataError(
+                    f"{betas}: {matrix.shape[1]} voxel columns but {first[0]} has {first[1]}; "
+                    "give every run's betas on the same voxels"
+                )
+            table = pd.read_csv(trials_file, sep="\t", dtype={"stim_id": str})
+            if len(table) != len(matrix):
+                raise DataError(
+                    f"{trials_file}: {len(table)} trials but {len(matrix)} rows in {betas}; "
+                    "give one row per trial, in the trials' order"
+                )
+            blocks.append(matrix[:, columns])
+            tables.append(table)
+        data = np.concatenate(blocks, axis=0)
+        data_file = os.path.join(runtime.cwd, "roi_data.npy")
+        np.save(data_file, data)
+        trials_out = os.path.join(runtime.cwd, "trials.tsv")
+        pd.concat(tables, ignore_index=True).to_csv(trials_out, sep="\t", index=False)
+        self._results.update(data_file=data_file, trials_file=trials_out, n_voxels=data.shape[1])
+        return runtime
+
+
 class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
     trials_files = InputMultiObject(
         File(exists=True), mandatory=True, desc="trials tables naming the stimuli shown"
@@ -329,6 +405,11 @@ class _SplitTrialsInputSpec(BaseInterfaceInputSpec):
         usedefault=True,
         desc="'repeats' (stimuli shown more than once), 'column:<name>' or a list file",
     )
+    source_trials_files = InputMultiObject(
+        File(exists=True),
+        desc="the per-run (or per-session) trials tables whose concatenation is trials_file; "
+        "each row's file is then a cross-validation group label",
+    )
 
 
 class _SplitTrialsOutputSpec(TraitedSpec):
@@ -336,6 +417,10 @@ class _SplitTrialsOutputSpec(TraitedSpec):
     train_stimuli_file = File(exists=True, desc="TSV: stim_id of each training trial")
     test_data_file = File(exists=True, desc="test stimuli × voxels, mean over repeats (.npy)")
     test_stimuli_file = File(exists=True, desc="TSV: stim_id, repeats of each test stimulus")
+    train_groups_file = File(
+        exists=True,
+        desc="TSV: source (file number), session and run (where known) of each training trial",
+    )
     split_info = traits.Dict(desc="how the test set was chosen, with counts")
 
 
@@ -371,7 +456,11 @@ class SplitTrials(SimpleInterface):
         pd.DataFrame({"stim_id": split.test_stimuli, "repeats": split.test_repeats}).to_csv(
             out / "test_stimuli.tsv", sep="\t", index=False
         )
+        train_rows = ~np.isin(trials["stim_id"].astype(str).to_numpy(), split.test_stimuli)
+        groups = _group_columns(trials, self.inputs)[train_rows]
+        groups.to_csv(out / "train_groups.tsv", sep="\t", index=False)
         self._results.update(
+            train_groups_file=str(out / "train_groups.tsv"),
             train_data_file=str(out / "train_data.npy"),
             train_stimuli_file=str(out / "train_stimuli.tsv"),
             test_data_file=str(out / "test_data.npy"),
@@ -379,6 +468,30 @@ class SplitTrials(SimpleInterface):
             split_info=split.summary(),
         )
         return runtime
+
+
+def _group_columns(trials, inputs):
+    """``source`` (the trials' file, 1-based), ``session`` and ``run`` (where the table has them)
+    of every row of the concatenated trials table, as strings."""
+    import numpy as np
+    import pandas as pd
+
+    from ..errors import DataError
+
+    source = np.ones(len(trials), dtype=int)
+    if isdefined(inputs.source_trials_files) and len(inputs.source_trials_files) > 1:
+        sizes = [len(pd.read_csv(f, sep="\t", usecols=[0])) for f in inputs.source_trials_files]
+        if sum(sizes) != len(trials):
+            raise DataError(
+                f"{inputs.trials_file}: {len(trials)} trials but its source tables hold "
+                f"{sum(sizes)}; give the tables it was concatenated from, in order"
+            )
+        source = np.repeat(np.arange(1, len(sizes) + 1), sizes)
+    columns = {"source": source.astype(str)}
+    for name in ("session", "run"):
+        if name in trials.columns:
+            columns[name] = trials[name].astype(str).to_numpy()
+    return pd.DataFrame(columns)
 
 
 def _rows_for(stimuli_file: str, features_stimuli_file: str, features_file: str):
@@ -413,6 +526,15 @@ class _FitDecoderInputSpec(BaseInterfaceInputSpec):
     n_folds = traits.Int(
         D.decoding.n_folds, usedefault=True, desc="cross-validation folds for the alpha choice"
     )
+    cv_groups = traits.Enum(
+        *default_first(D.decoding.cv_groups, "run", "session", "none"),
+        usedefault=True,
+        desc="folds hold out whole runs or sessions (labels from train_groups_file; fewer than "
+        "2: contiguous folds), or 'none': n_folds contiguous folds",
+    )
+    train_groups_file = File(
+        exists=True, desc="source, session and run of each training row (SplitTrials)"
+    )
     backend = traits.Enum(
         *default_first(D.decoding.backend, "auto", "numpy", "torch"),
         usedefault=True,
@@ -432,11 +554,17 @@ class _FitDecoderOutputSpec(TraitedSpec):
     decoder_file = File(exists=True, desc="decoder weights (safetensors)")
     sidecar_file = File(exists=True, desc="decoder sidecar (JSON)")
     alpha_counts = traits.Dict(desc="how many targets chose each alpha")
+    cv_folds = traits.Str(desc="the folds of the alpha choice, as recorded in the sidecar")
     threads_file = threads_file_trait()
 
 
 class FitDecoder(SimpleInterface):
-    """Fit a ridge decoder (alpha chosen per target by K-fold CV) and save it."""
+    """Fit a ridge decoder (alpha chosen per target by cross-validation) and save it.
+
+    The folds hold out whole runs (``cv_groups="run"``) or sessions where the training rows'
+    labels tell them (``train_groups_file``), else they are ``n_folds`` contiguous ones; the
+    sidecar's ``Metadata.CVFolds`` says which.
+    """
 
     input_spec = _FitDecoderInputSpec
     output_spec = _FitDecoderOutputSpec
@@ -459,7 +587,8 @@ class FitDecoder(SimpleInterface):
         )
         x = np.load(inputs.train_data_file, allow_pickle=False)
         metadata = dict(inputs.metadata) if isdefined(inputs.metadata) else {}
-        metadata.update(target=inputs.target_label, roi=inputs.roi_label)
+        folds, cv_folds = _cv_folds(inputs, len(x))
+        metadata.update(target=inputs.target_label, roi=inputs.roi_label, CVFolds=cv_folds)
         alphas = inputs.alphas if isinstance(inputs.alphas, str) else np.asarray(inputs.alphas)
         with limit_threads(inputs.num_threads) as threads:
             decoder = fit_ridge_cv(
@@ -470,6 +599,7 @@ class FitDecoder(SimpleInterface):
                 fit_intercept=inputs.fit_intercept,
                 backend=inputs.backend,
                 metadata=metadata,
+                folds=folds,
             )
         stem = Path(runtime.cwd) / f"target-{inputs.target_label}_roi-{inputs.roi_label}_decoder"
         weights, sidecar = save_decoder(decoder, stem, metadata)
@@ -477,9 +607,40 @@ class FitDecoder(SimpleInterface):
             decoder_file=str(weights),
             sidecar_file=str(sidecar),
             alpha_counts={f"{a:g}": int(n) for a, n in decoder.alpha_counts().items()},
+            cv_folds=cv_folds,
             threads_file=write_threads_file(threads, runtime.cwd),
         )
         return runtime
+
+
+def _cv_folds(inputs, n_rows: int):
+    """``(folds, description)``: group folds of ``cv_groups`` where the labels give at least
+    2 groups, else ``(None, ...)`` (``n_folds`` contiguous folds)."""
+    import pandas as pd
+
+    from ..errors import DataError
+    from ..ridge.cv import group_folds
+
+    kind, k = inputs.cv_groups, int(inputs.n_folds)
+    if kind == "none":
+        return None, f"contiguous: {k} folds"
+    labels = None
+    if isdefined(inputs.train_groups_file):
+        table = pd.read_csv(inputs.train_groups_file, sep="\t", dtype=str, keep_default_na=False)
+        if len(table) != n_rows:
+            raise DataError(
+                f"{inputs.train_groups_file}: {len(table)} rows for {n_rows} training trials "
+                f"of {inputs.train_data_file}; give the groups of these trials (SplitTrials)"
+            )
+        keys = ["session"] if kind == "session" else ["source", "session", "run"]
+        keys = [c for c in keys if c in table.columns]
+        if keys:
+            labels = table[keys].agg("|".join, axis=1).to_numpy()
+    n_groups = 0 if labels is None else len(set(labels))
+    if n_groups < 2:
+        return None, f"contiguous: {k} folds (fewer than 2 {kind}s known)"
+    folds = group_folds(labels, k)
+    return folds, f"leave-{kind}s-out: {len(folds)} folds of {n_groups} {kind}s"
 
 
 class _PredictDecoderInputSpec(BaseInterfaceInputSpec):

@@ -153,3 +153,45 @@ def select_alphas(
     best = ranked.argmax(0)
     cv = mean[best, np.arange(mean.shape[1])].astype(np.float64)
     return best, cv, mean
+
+
+def group_folds(groups: ArrayLike, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds that hold out whole groups (runs, sessions): no group is in two test folds.
+
+    With at most ``n_folds`` groups, each group is a fold (scikit-learn's ``LeaveOneGroupOut``);
+    with more, ``GroupKFold(n_folds)`` without shuffling (groups assigned, largest first, to
+    the fold holding the fewest samples). Both are deterministic.
+
+    Parameters
+    ----------
+    groups : array-like, shape ``(n_samples,)``
+        The group label of each sample.
+    n_folds : int
+        The most folds to make.
+
+    Raises
+    ------
+    DataError
+        Fewer than two groups (nothing to hold out).
+
+    Examples
+    --------
+    >>> [test.tolist() for _, test in group_folds(["a", "a", "b", "c", "c"], 5)]
+    [[0, 1], [2], [3, 4]]
+    >>> len(group_folds(list(range(8)), 5))
+    5
+    """
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+    labels = np.asarray(groups).reshape(-1)
+    n_groups = np.unique(labels).size
+    if n_groups < 2:
+        raise DataError(
+            f"{n_groups} group(s) of samples: folds that hold out whole groups need at least 2"
+        )
+    splitter = LeaveOneGroupOut() if n_groups <= n_folds else GroupKFold(int(n_folds))
+    dummy = np.zeros((labels.size, 1))
+    return [
+        (np.asarray(train, dtype=np.intp), np.asarray(test, dtype=np.intp))
+        for train, test in splitter.split(dummy, groups=labels)
+    ]

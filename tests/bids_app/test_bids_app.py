@@ -45,6 +45,7 @@ def test_help_lists_every_option(capsys):
         "--work-dir",
         "--nprocs",
         "--omp-nthreads",
+        "--cv-groups",
         "--mem",
         "--use-plugin",
         "--device",
