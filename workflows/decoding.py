@@ -8,15 +8,10 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from nipype_brainrecon.config import DEFAULTS
-from nipype_brainrecon.interfaces.decoding import (
-    ExtractRoiColumns,
-    FitDecoder,
-    PredictDecoder,
-    SingleTrialBetas,
-    SplitTrials,
-    StimulusFeatures,
-)
-from nipype_brainrecon.interfaces.rois import ExtractRoiData, RoiMask
+from nipype_brainrecon.interfaces.betas import SingleTrialBetas
+from nipype_brainrecon.interfaces.decoding import FitDecoder, PredictDecoder, SplitTrials
+from nipype_brainrecon.interfaces.features import StimulusFeatures
+from nipype_brainrecon.interfaces.rois import ExtractRoiColumns, ExtractRoiData, RoiMask
 from nipype_brainrecon.workflows.connections import pop_file
 
 INPUT_FIELDS = [

@@ -148,3 +148,79 @@ class ExtractRoiData(SimpleInterface):
         pd.concat(tables, ignore_index=True).to_csv(trials_out, sep="\t", index=False)
         self._results.update(data_file=data_file, trials_file=trials_out, n_voxels=data.shape[1])
         return runtime
+
+
+class _ExtractRoiColumnsInputSpec(BaseInterfaceInputSpec):
+    betas_files = InputMultiObject(
+        File(exists=True),
+        mandatory=True,
+        desc="betas matrices (.npy or .tsv: one row per trial, one column per voxel), one per run",
+    )
+    trials_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="trials table (TSV) of each betas matrix"
+    )
+    roi_indices_file = File(
+        exists=True,
+        mandatory=True,
+        desc="ROIs as 0-based voxel columns: JSON {name: [columns]} or TSV (roi, column)",
+    )
+    roi_names = InputMultiObject(
+        traits.Str, mandatory=True, desc="ROI name(s) of roi_indices_file, merged into one ROI"
+    )
+
+
+class _ExtractRoiColumnsOutputSpec(TraitedSpec):
+    data_file = File(exists=True, desc="trials × voxels matrix of the ROI (float32 .npy)")
+    trials_file = File(exists=True, desc="the trials of all runs, in the rows' order (TSV)")
+    n_voxels = traits.Int(desc="number of ROI voxels (columns)")
+
+
+class ExtractRoiColumns(SimpleInterface):
+    """The matrix route of :class:`~.rois.ExtractRoiData`: the ROI's columns of every run's
+    betas matrix (its columns in increasing order) as one trials × voxels matrix."""
+
+    input_spec = _ExtractRoiColumnsInputSpec
+    output_spec = _ExtractRoiColumnsOutputSpec
+
+    def _run_interface(self, runtime):
+        import numpy as np
+        import pandas as pd
+
+        from ..errors import DataError
+        from ..rois import load_betas_matrix, read_voxel_rois, roi_columns
+
+        inputs = self.inputs
+        if len(inputs.betas_files) != len(inputs.trials_files):
+            raise DataError(
+                f"{len(inputs.betas_files)} betas files but {len(inputs.trials_files)} trials "
+                "tables; give one trials table per betas matrix"
+            )
+        rois = read_voxel_rois(inputs.roi_indices_file)
+        blocks, tables, columns, first = [], [], None, None
+        for betas, trials_file in zip(inputs.betas_files, inputs.trials_files, strict=True):
+            matrix = load_betas_matrix(betas)
+            if first is None:
+                first = (betas, matrix.shape[1])
+                columns = roi_columns(
+                    rois, list(inputs.roi_names), matrix.shape[1], str(inputs.roi_indices_file)
+                )
+            elif matrix.shape[1] != first[1]:
+                raise DataError(
+                    f"{betas}: {matrix.shape[1]} voxel columns but {first[0]} has {first[1]}; "
+                    "give every run's betas on the same voxels"
+                )
+            table = pd.read_csv(trials_file, sep="\t", dtype={"stim_id": str})
+            if len(table) != len(matrix):
+                raise DataError(
+                    f"{trials_file}: {len(table)} trials but {len(matrix)} rows in {betas}; "
+                    "give one row per trial, in the trials' order"
+                )
+            blocks.append(matrix[:, columns])
+            tables.append(table)
+        data = np.concatenate(blocks, axis=0)
+        data_file = os.path.join(runtime.cwd, "roi_data.npy")
+        np.save(data_file, data)
+        trials_out = os.path.join(runtime.cwd, "trials.tsv")
+        pd.concat(tables, ignore_index=True).to_csv(trials_out, sep="\t", index=False)
+        self._results.update(data_file=data_file, trials_file=trials_out, n_voxels=data.shape[1])
+        return runtime
