@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -223,3 +225,12 @@ def test_participant_from_betas_alone(datasets):
     links = json.loads((out / "dataset_description.json").read_text())["DatasetLinks"]
     assert set(links) >= {"raw", "betas"} and "fmriprep" not in links
     assert not list(datasets["raw"].glob("sub-*"))  # the raw dataset held no participant
+    # A valid derivatives dataset, by the BIDS validator.
+    validator = Path(sys.executable).parent / "bids-validator-deno"
+    if validator.exists():
+        result = subprocess.run(
+            [str(validator), "--format", "json", str(out)], capture_output=True, text=True
+        )
+        issues = json.loads(result.stdout)["issues"]["issues"]
+        errors = sorted({i["code"] for i in issues if i["severity"] == "error"})
+        assert result.returncode == 0, errors
