@@ -181,8 +181,9 @@ t=$(date +%s)
 mkdir -p "$tmp/out-container"
 chown "$run_uid" "$tmp/out-container"
 $docker run --rm --network none -u "$run_uid" -e OMP_NUM_THREADS=1 -e MKL_NUM_THREADS=1 \
-  -v "$tmp/bids:/data:ro" -v "$tmp/models:/models:ro" -v "$tmp/out-container:/out" \
-  "$image" /data /out "${settings[@]}" --model /models/tiny-sd >"$tmp/container.log" 2>&1 || {
+  -v "$tmp/bids:/mnt/bids:ro" -v "$tmp/models:/mnt/models:ro" -v "$tmp/out-container:/mnt/out" \
+  "$image" /mnt/bids /mnt/out "${settings[@]}" --model /mnt/models/tiny-sd \
+  >"$tmp/container.log" 2>&1 || {
   tail -30 "$tmp/container.log"
   fail "participant run in the container"
 }
@@ -213,8 +214,11 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 host, cont, tmp, tag = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-# Paths differ only by where the data were mounted.
-mounts = [(f"{tmp}/out-host", "/out"), (f"{tmp}/bids", "/data"), (f"{tmp}/models", "/models")]
+# The outputs hold no absolute path (bids: URIs and paths relative to the output dataset), and
+# the mounts keep the host's relative layout (bids, models and the output side by side), so the
+# two runs must agree byte for byte but for the container's entry in dataset_description.json;
+# an absolute path that leaked would show as a difference unless mapped here.
+mounts = [(f"{tmp}/out-host", "/mnt/out"), (f"{tmp}/bids", "/mnt/bids"), (f"{tmp}/models", "/mnt/models")]
 
 
 def norm(text: str) -> str:
