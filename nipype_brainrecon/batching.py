@@ -1,4 +1,5 @@
-"""Splitting work into consecutive batches (rows of a network call, target chunks of a solver)."""
+"""Splitting work into consecutive batches (rows of a network call, target chunks of a solver),
+and the progress bar over the items they process."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def batches(n: int, size: int) -> Iterator[slice]:
     size = max(1, int(size))
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over ``total`` images, one tick per image; silent when disabled or empty."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="image", disable=not enabled or total == 0)

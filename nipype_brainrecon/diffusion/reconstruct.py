@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ..batching import batches
+from ..batching import batches, progress_bar
 from ..config import DEFAULTS
 from ..errors import DataError, UsageError
 from .checks import check_embeddings, check_int, check_latents, check_stim_ids
@@ -179,7 +179,7 @@ def reconstruct(
         guidance_scale=settings.guidance_scale,
         out_hw=out_hw,
     )
-    with torch.inference_mode(), _progress(len(items), f"reconstruct ({mode})", progress) as bar:
+    with torch.inference_mode(), progress_bar(len(items), f"reconstruct ({mode})", progress) as bar:
         init = None
         if mode in ("z+c", "z"):
             # Images per VAE call: about one U-Net batch worth of samples; fixed per run
@@ -365,9 +365,3 @@ def _empty_prompt(pipe: Any) -> np.ndarray:
         )
     model_id = getattr(encoder, "brainrecon_model_id", None) or "pipeline"
     return empty_prompt_embedding(tokenizer, encoder, model_id=model_id)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="image", disable=not enabled or total == 0)

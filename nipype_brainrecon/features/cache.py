@@ -107,10 +107,3 @@ class FeatureRows:
                     continue
             missing.append(i)
         return missing
-
-
-def progress_bar(total: int, desc: str, enabled: bool):
-    """A progress bar over the items computed (the cache misses), one tick per image."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="image", disable=not enabled or total == 0)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..batching import batches
+from ..batching import batches, progress_bar
 from ..errors import DataError, UsageError
 from .cache import (
     FeatureRows,
@@ -22,7 +22,6 @@ from .cache import (
     cache_key,
     cache_path,
     cache_write,
-    progress_bar,
 )
 from .loaders import get_text_model, module_device, resolve_model_id
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..batching import batches
+from ..batching import batches, progress_bar
 from ..config import DEFAULTS
 from ..errors import UsageError
 from .cache import (
@@ -25,7 +25,6 @@ from .cache import (
     cache_path,
     cache_write,
     file_sha256,
-    progress_bar,
 )
 from .images import check_images, load_image_array
 from .loaders import get_vae, module_device, resolve_model_id
