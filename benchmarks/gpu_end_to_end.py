@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import sys
 import time
@@ -104,7 +103,7 @@ class Stages:
         yield row
         if self.gpu is not None:
             row["peak_gpu_gib"] = self.gpu.gib()  # synchronises first
-        row["seconds"] = round(time.perf_counter() - start, 3)
+        row["seconds"] = time.perf_counter() - start  # unrounded: a sub-millisecond stage is not 0
         row["peak_rss_gib"] = self.rss.gib()
         self.rows.append(row)
         mem = f", GPU peak {row['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in row else ""
@@ -397,13 +396,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(no_cuda_message("gpu_end_to_end", torch.__version__), file=sys.stderr)
         return 1
-    result = run(args)
-    from nipype_brainrecon.io import atomic_write_text
+    from benchmarks.gpu_reconstruction import write_results
 
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out.with_suffix(".md"), markdown(result))
-    print(markdown(result))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    result = run(args)
+    write_results(args.out, result, markdown(result))
     return 0
 
 

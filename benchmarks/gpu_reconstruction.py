@@ -652,6 +652,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def write_results(out: Path, result: dict, markdown_text: str) -> None:
+    """The result as JSON at ``out`` and its Markdown beside it (``.md``); both printed."""
+    from nipype_brainrecon.io import atomic_write_text
+
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), markdown_text)
+    print(markdown_text)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
 def no_cuda_message(name: str, torch_version: str) -> str:
     """The one line printed when ``--device cuda`` finds no GPU."""
     return (
@@ -688,12 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         print(no_cuda_message("gpu_reconstruction", torch.__version__), file=sys.stderr)
         return 1
     result = run(args)
-    from nipype_brainrecon.io import atomic_write_text
-
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out.with_suffix(".md"), markdown(result))
-    print(markdown(result))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_results(args.out, result, markdown(result))
     failed = failed_checks(result["checks"])
     if args.check and failed:
         print(f"gpu_reconstruction: checks failed: {', '.join(failed)}", file=sys.stderr)
