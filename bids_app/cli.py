@@ -58,12 +58,6 @@ def _check_paths(bids_dir: Path, output_dir: Path) -> None:
         raise OutputError(f"{output_dir}: cannot write here ({exc.strerror})") from exc
 
 
-def _plugin_settings(args) -> dict:
-    """:func:`~nipype_brainrecon.bids_app.checks.plugin_settings` (old name, still imported by
-    tests/integration/test_slurm.py)."""
-    return plugin_settings(args)
-
-
 def _settings(args) -> dict:
     model = _model_path(args.model)
     resolution = args.resolution
@@ -266,7 +260,7 @@ def run_participant(args, command: str) -> int:
                 )
             ]
         )
-    plugin = _plugin_settings(args)
+    plugin = plugin_settings(args)
     node_args = plugin.pop("node_args", {})
     set_node_sbatch_args(root, plugin["plugin"], **node_args)
     started = time.time()

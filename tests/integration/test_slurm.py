@@ -239,14 +239,14 @@ def test_plugin_file_node_args(tmp_path):
     """brainrecon's own keys of the plugin file stay out of Nipype's plugin_args."""
     from argparse import Namespace
 
-    from nipype_brainrecon.bids_app.cli import _plugin_settings
+    from nipype_brainrecon.bids_app.checks import plugin_settings
 
     config = tmp_path / "slurm.yml"
     config.write_text(
         "plugin: SLURMGraph\nplugin_args:\n  sbatch_args: --time=60\n"
         "gpu_sbatch_args: --gres=gpu:1\nnode_resources: false\n"
     )
-    settings = _plugin_settings(Namespace(use_plugin=config, nprocs=None, mem=None))
+    settings = plugin_settings(Namespace(use_plugin=config, nprocs=None, mem=None))
     assert settings == {
         "plugin": "SLURMGraph",
         "plugin_args": {"sbatch_args": "--time=60"},
