@@ -106,7 +106,8 @@ def _stim_id(path: Path) -> str:
 def check_output_labels(stim_files: Any) -> dict[str, Path]:
     """Refuse two stimuli whose outputs would get the same BIDS label.
 
-    Output files name a stimulus by ``stim-<label>``, the letters and digits of its file name
+    Output files name a stimulus by ``stim-<label>``, the letters and digits of its id: the
+    ``stim_id`` of the trials tables when ``stim_files`` maps ids to files, else the file name
     stem (:func:`nipype_brainrecon.derivatives.label`); two stimuli with one label would
     overwrite each other's outputs (and share one stimulus id). Returns ``{label: file}``.
 
@@ -119,9 +120,13 @@ def check_output_labels(stim_files: Any) -> dict[str, Path]:
     """
     from nipype_brainrecon.derivatives import label
 
+    if isinstance(stim_files, Mapping):  # {stim_id: file}: ids given by the trials tables
+        pairs = sorted((str(sid), Path(p)) for sid, p in stim_files.items())
+    else:
+        pairs = [(_stim_id(path), path) for path in sorted({Path(p) for p in stim_files})]
     seen: dict[str, Path] = {}
-    for path in sorted({Path(p) for p in stim_files}):
-        key = label(_stim_id(path))
+    for sid, path in pairs:
+        key = label(sid)
         if key in seen:
             raise DataError(f"{seen[key]} and {path} get the same output label '{key}'; rename one")
         seen[key] = path
@@ -213,7 +218,9 @@ def check_participant(
     import numpy as np
     import pandas as pd
 
+    from nipype_brainrecon.bids.inputs import shows_image
     from nipype_brainrecon.features import check_images
+    from nipype_brainrecon.glm.betas_io import with_stim_id
     from nipype_brainrecon.ridge import kfold_slices
     from nipype_brainrecon.rois import roi_from_dseg
     from nipype_brainrecon.split import choose_test_stimuli
@@ -226,7 +233,7 @@ def check_participant(
         if folder is not None:
             check_model_folder(folder)
 
-    check_output_labels(participant.stim_files)
+    check_output_labels(participant.stimuli_by_id)
     check_images(participant.stim_files)
 
     reference, brain = participant.runs[0].bold, participant.runs[0].mask
@@ -250,11 +257,14 @@ def check_participant(
         )
         voxels[target] = int((np.asanyarray(roi.dataobj) > 0).sum())
 
-    events = [
-        (run.events_file, p) for run in participant.runs for p in run.events["stim_file"] if p
+    # The trials as the pipeline will read them: every column kept (a test-set column), and
+    # stim_id as given (NSD's 73k ids) or the file name stem (with_stim_id's rule).
+    tables = [
+        with_stim_id(run.events[[shows_image(p) for p in run.events["stim_file"]]], run.events_file)
+        for run in participant.runs
     ]
-    trials = pd.DataFrame({"stim_id": [_stim_id(p) for _, p in events]})
-    files = sorted({str(f) for f, _ in events})
+    trials = pd.concat(tables, ignore_index=True)
+    files = sorted({str(run.events_file) for run in participant.runs})
     source = files[0] if len(files) == 1 else f"{Path(files[0]).parent} ({len(files)} events files)"
     test = settings.get("test_set", "repeats")
     test_ids, _ = choose_test_stimuli(trials, test=test, source=source)

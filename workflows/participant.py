@@ -132,7 +132,7 @@ def init_participant_wf(
     )
     reconstruction.inputs.inputnode.model = str(cfg["model"])
     evaluation = init_evaluation_wf(extractors=cfg["extractors"], size=cfg["eval_size"])
-    stim_files = {Path(p).stem: str(p) for p in participant.stim_files}
+    stim_files = {sid: str(p) for sid, p in participant.stimuli_by_id.items()}
     evaluation.inputs.inputnode.stim_files = stim_files
     train_ids = pe.Node(
         niu.Function(function=_train_ids, input_names=["train_stimuli_file"]),

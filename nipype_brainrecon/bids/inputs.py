@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ class RunInputs:
         return "_".join(f"{key}-{value}" for key, value in self.entities.items())
 
 
+def shows_image(stim_file: Any) -> bool:
+    """Whether an events/trials ``stim_file`` value names an image (nuisance rows have none)."""
+    return isinstance(stim_file, (str, os.PathLike)) and str(stim_file) != ""
+
+
 @dataclass(frozen=True, eq=False)
 class ParticipantInputs:
     """One participant's inputs, as found by :func:`collect_participant`.
@@ -117,3 +123,30 @@ class ParticipantInputs:
         """Every stimulus shown in the runs, sorted, once each."""
         files = {p for run in self.runs for p in run.events["stim_file"] if p is not None}
         return sorted(files)
+
+    @property
+    def stimuli_by_id(self) -> dict[str, Path]:
+        """``{stim_id: image}`` of every trial, ids as the pipeline reads them.
+
+        The trials tables' own ``stim_id`` (e.g. NSD's 73k ids) where they have one, else the
+        image's file name stem (:func:`nipype_brainrecon.glm.betas_io.with_stim_id`).
+
+        Raises
+        ------
+        DataError
+            One id names two images.
+        """
+        from ..errors import DataError
+        from ..glm.betas_io import with_stim_id
+
+        files: dict[str, Path] = {}
+        for run in self.runs:
+            shown = [shows_image(p) for p in run.events["stim_file"]]
+            table = with_stim_id(run.events[shown], run.events_file)
+            for sid, path in zip(table["stim_id"].astype(str), table["stim_file"], strict=True):
+                if files.setdefault(sid, Path(path)) != Path(path):
+                    raise DataError(
+                        f"{run.events_file}: stimulus id {sid!r} names two images "
+                        f"({files[sid].name}, {Path(path).name}); give each image its own id"
+                    )
+        return files
