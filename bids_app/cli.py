@@ -80,6 +80,7 @@ def _settings(args) -> dict:
         "test_set": args.test_set,
         "alphas": args.alphas,
         "cv_groups": args.cv_groups,
+        "fit_intercept": args.fit_intercept,
         "z_roi": args.z_roi if len(args.z_roi) > 1 else args.z_roi[0],
         "c_roi": args.c_roi if len(args.c_roi) > 1 else args.c_roi[0],
         "model": model,

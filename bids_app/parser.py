@@ -33,6 +33,22 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, rest = super().parse_known_args(args, namespace)
+        if getattr(namespace, "paper", False):
+            for option, value in PAPER_PRESET.items():
+                given = getattr(namespace, option)
+                if given != value and given != self.get_default(option):
+                    flag = "--" + option.replace("_", "-")  # only alphas, cv_groups can clash
+                    self.error(f"--paper sets {flag} {value}; drop {flag} {given}")
+                setattr(namespace, option, value)
+        return namespace, rest
+
+
+#: What ``--paper`` sets: the authors' ridge (himalaya's RidgeCV with its defaults: no
+#: intercept, KFold(5) without shuffling, their 7 alphas); see docs/method_differences.md.
+PAPER_PRESET = {"alphas": "paper", "fit_intercept": False, "cv_groups": "none"}
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -159,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=D.decoding.cv_groups,
         help="folds of the ridge alpha choice hold out whole runs or sessions; 'none': "
         f"{D.decoding.n_folds} contiguous folds (default: %(default)s)",
+    )
+    g.add_argument(
+        "--no-intercept",
+        dest="fit_intercept",
+        action="store_false",
+        default=D.decoding.fit_intercept,
+        help="ridge without intercept on standardised voxels, as the authors' (himalaya's default)",
+    )
+    g.add_argument(
+        "--paper",
+        action="store_true",
+        help="the authors' ridge exactly: --alphas paper --no-intercept --cv-groups none "
+        "(K contiguous folds; see docs/method_differences.md)",
     )
     g.add_argument(
         "--resolution",

@@ -64,6 +64,7 @@ class DecodingSettings:
     alphas: str = "default"
     n_folds: int = 5
     cv_groups: str = "run"  # alpha-choice folds hold out whole runs ("session", "none": K folds)
+    fit_intercept: bool = True  # the authors' ridge has none (himalaya's default): --paper
     backend: str = "auto"
     z_roi: str = "early"
     c_roi: str = "ventral"
@@ -116,7 +117,7 @@ _FLAT_ORDER = (
     "alphas", "n_folds", "backend", "z_roi", "c_roi", "model", "mode", "n_samples",
     "strength", "num_inference_steps", "guidance_scale", "seed", "batch_size", "n_chunks",
     "extractors", "eval_size", "device", "feature_cache", "encoding", "encoding_blocks",
-    "encoding_steps", "cv_groups",
+    "encoding_steps", "cv_groups", "fit_intercept",
 )  # fmt: skip
 
 #: Section fields that are not part of a run's recorded (flat) settings: implementation knobs

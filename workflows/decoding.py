@@ -86,7 +86,7 @@ def init_decoding_wf(
     betas_format: str = "nifti",
     backend: str = DEFAULTS.decoding.backend,
     targets: Sequence[str] = ("z", "c"),
-    fit_intercept: bool = True,
+    fit_intercept: bool = DEFAULTS.decoding.fit_intercept,
     feature_cache: str | None = None,
     device: str | None = None,
     metadata: dict | None = None,

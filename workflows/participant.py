@@ -87,6 +87,7 @@ def init_participant_wf(
         alphas=cfg["alphas"],
         n_folds=cfg["n_folds"],
         cv_groups=cfg["cv_groups"],
+        fit_intercept=cfg["fit_intercept"],
         backend=cfg["backend"],
         feature_cache=cfg["feature_cache"],
         device=cfg["device"],

@@ -187,7 +187,8 @@ class _FitDecoderInputSpec(BaseInterfaceInputSpec):
         desc="solver backend",
     )
     fit_intercept = traits.Bool(
-        True, usedefault=True, desc="fit an intercept (centre the targets) as well as weights"
+        D.decoding.fit_intercept,
+        usedefault=True, desc="fit an intercept (centre the targets) as well as weights"
     )
     target_label = traits.Str(mandatory=True, desc="what is decoded (z or c)")
     roi_label = traits.Str(mandatory=True, desc="ROI the voxels come from")
