@@ -45,7 +45,7 @@ from .figures import (
 )
 from .group import write_group_report
 from .participant import THUMBNAIL_SIZE, ExternalImages, write_participant_report
-from .summary import ParticipantSummary
+from .summary import ParticipantSummary, crash_message
 from .tables import collect_group_table, read_metrics_table
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "ExternalImages",
     "ParticipantSummary",
     "collect_group_table",
+    "crash_message",
     "mean_volume",
     "plot_alpha_counts",
     "plot_group_metric",

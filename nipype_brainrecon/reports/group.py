@@ -19,9 +19,11 @@ from urllib.parse import quote
 import pandas as pd
 
 from .._version import __version__
+from ..derivatives.layout import subject_metrics_name
 from ..errors import DataError, MissingInputError, UsageError
 from ..io import atomic_write_bytes, atomic_write_text
 from .figures import plot_group_metric
+from .glossary import COLUMNS, column_definition, metric_definition, metric_legend, titled
 from .layout import (
     Cell,
     build_sections,
@@ -36,14 +38,20 @@ from .markup import (
     data_uri,
     escape,
     file_url,
-    flatten,
     format_value,
     is_missing,
     relative_url,
-    value_html,
 )
+from .provenance import group_provenance, provenance_html
 from .summary import subject_label
-from .tables import beats_references, better_arrow, collect_group_table, reference_columns
+from .tables import (
+    beats_references,
+    better_arrow,
+    breakable,
+    collect_group_table,
+    reference_columns,
+    wrap_table,
+)
 
 __all__ = [
     "METRICS_PATTERN",
@@ -53,7 +61,8 @@ __all__ = [
     "write_group_report",
 ]
 
-METRICS_PATTERN = "sub-*/sub-*_desc-reconstruction_metrics.tsv"
+#: The participants' metrics tables, named as the derivatives name them.
+METRICS_PATTERN = f"sub-*/{subject_metrics_name('*')}"
 
 
 def read_subject_metrics(path: str | os.PathLike) -> pd.DataFrame:
@@ -133,7 +142,7 @@ def write_group_outputs(
         collect_group_table(files),
         out / "group.html",
         subjects_reports={s: f"sub-{s}.html" for s in sorted(tables)},
-        provenance={"participants": sorted(tables)},
+        provenance=group_provenance(out, sorted(tables)),
     )
     return {"table": tsv, "report": Path(report)}
 
@@ -248,26 +257,34 @@ def _mean_cell(group: _Group, metric: str) -> Cell:
 
 
 def _table_section(group: _Group) -> str:
-    metrics = group.metrics
-    header = ["Subject"] + [
-        f"{escape(m)}<br><small>{better_arrow(group.better[m])}</small>" for m in metrics
+    """Metrics by rows: the mean over subjects beside every reference level, then each subject
+    (so the table stays narrow; with many subjects it scrolls inside its box)."""
+    n = len(group.subjects)
+    refs = [ref if ref == "chance" else f"{ref} (mean)" for ref in group.refs]
+    header = [
+        "Metric",
+        titled("Better", COLUMNS["Better"]),
+        titled(f"Mean &plusmn; s.d.<br>(n = {n})", "mean and standard deviation over subjects"),
+        *(
+            titled(escape(r), column_definition(ref))
+            for r, ref in zip(refs, group.refs, strict=True)
+        ),
+        *(group.subject_cell(s) for s in group.subjects),
     ]
-    rows: list[list[Cell]] = [
-        [group.subject_cell(s)] + [format_value(group.wide.loc[s, m]) for m in metrics]
-        for s in group.subjects
-    ]
-    classes = [""] * len(rows)
-    rows.append(
-        [f"Mean &plusmn; s.d. (n = {len(group.subjects)})"]
-        + [_mean_cell(group, m) for m in metrics]
-    )
-    classes.append("summary-row")
-    for k, ref in enumerate(group.refs):
-        label = ref if ref == "chance" else f"{ref} (mean)"
-        rows.append([escape(label)] + [format_value(group.ref_means.loc[m, ref]) for m in metrics])
-        classes.append("reference first" if k == 0 else "reference")
+    rows: list[list[Cell]] = []
+    for m in group.metrics:
+        cells: list[Cell] = [titled(breakable(m), metric_definition(m))]
+        cells.append(better_arrow(group.better[m], compact=True))
+        cells.append(_mean_cell(group, m))
+        cells += [(format_value(group.ref_means.loc[m, r]), "reference") for r in group.refs]
+        cells += [format_value(group.wide.loc[s, m]) for s in group.subjects]
+        rows.append(cells)
     note = macro("group.html", "table_note")()
-    return html_table(header, rows, id_="group-metrics", row_classes=classes) + str(note)
+    table = html_table(header, rows, id_="group-metrics", cls="metrics")
+    legend = metric_legend(
+        [(m, {"better": group.better[m]}) for m in group.metrics], ["Better", *group.refs]
+    )
+    return wrap_table(table) + str(note) + legend
 
 
 def _figures_section(
@@ -305,16 +322,9 @@ def _summary_section(group: _Group) -> str:
     return definition_list(items)
 
 
-def _about_section(provenance: Mapping[str, Any]) -> str:
-    prov = dict(provenance or {})
-    parts = []
-    command = prov.pop("command", None)
-    rows = [[escape(k), (value_html(v), "text")] for k, v in flatten(prov)]
-    rows.append([escape("report"), (escape(f"nipype_brainrecon.reports {__version__}"), "text")])
-    if command:
-        parts.append(f"<h3>Command</h3><pre>{escape(command)}</pre>")
-    parts.append(html_table(["Item", "Value"], rows, id_="provenance-table", cls="kv"))
-    return "\n".join(parts)
+def _about_section(provenance: Mapping[str, Any], base: Path) -> str:
+    prov = {**dict(provenance or {}), "report": f"nipype_brainrecon.reports {__version__}"}
+    return provenance_html(prov, base)
 
 
 def write_group_report(
@@ -356,7 +366,7 @@ def write_group_report(
             ("Summary", "summary", lambda: _summary_section(group)),
             ("Metrics", "metrics", lambda: _table_section(group)),
             ("Figures", "figures", lambda: _figures_section(group, figures_dir, problems)),
-            ("About", "about", lambda: _about_section(provenance)),
+            ("Provenance", "provenance", lambda: _about_section(provenance, group.base)),
         ],
         problems,
     )

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote
 
 import jinja2
 
@@ -92,8 +93,10 @@ def error_list_html(errors: Iterable[RunError | str], base: Path) -> str:
         crash = err.crash_file
         if crash:
             href = file_url(crash, base) if os.path.isfile(crash) else None
+            # inside the page's folder, shown as the path the link follows
+            shown = unquote(href) if href and not href.startswith("file:") else crash
             text += (
-                f' (crash file: <a href="{escape(href)}">{escape(crash)}</a>)'
+                f' (crash file: <a href="{escape(href)}">{escape(shown)}</a>)'
                 if href
                 else f" (crash file: {escape(crash)}, not found)"
             )

@@ -21,6 +21,8 @@ from ..errors import DataError, UsageError
 from ..io import atomic_write_text
 from .encoding import report_section
 from .figures import plot_alpha_counts, plot_rois
+from .glossary import COLUMNS, DECODING_COLUMNS, TARGETS, legend_html, titled
+from .headline import headline
 from .layout import (
     Cell,
     build_sections,
@@ -42,26 +44,18 @@ from .markup import (
     relative_url,
     value_html,
 )
-from .summary import ParticipantSummary, Roi
-from .tables import metrics_html, read_metrics_table
+from .per_image import per_image_section, read_per_image, sample_label, stimulus_label
+from .provenance import METHODS_TEXT
+from .summary import ParticipantSummary, Roi, RunError
+from .tables import ci_text, metrics_html, p_text, read_metrics_table, wrap_table
 
 __all__ = ["THUMBNAIL_SIZE", "ExternalImages", "write_participant_report"]
 
 #: Longest side, in pixels, of images embedded as thumbnails.
 THUMBNAIL_SIZE = 256
 #: Display names of the decoding summary's keys, in table order.
-_DECODING_COLUMNS = (
-    ("roi", "ROI"),
-    ("n_voxels", "Voxels"),
-    ("n_targets", "Outputs"),
-    ("n_stimuli", "Test stimuli"),
-    ("target_r_mean", "Feature r"),
-    ("target_r_chance", "chance"),
-    ("pattern_r_mean", "Pattern r"),
-    ("baseline_pattern_r_mean", "baseline"),
-    ("identification", "2-way identification"),
-    ("identification_chance", "chance"),
-)
+_DECODING_COLUMNS = tuple((key, name) for key, name, _ in DECODING_COLUMNS)
+_DECODING_TITLES = {key: text for key, _, text in DECODING_COLUMNS}
 #: The reference each decoding score is compared with (all: higher is better).
 _DECODING_REFERENCES = {
     "target_r_mean": "target_r_chance",
@@ -108,6 +102,7 @@ def _resolved(summary: ParticipantSummary, root: Path) -> ParticipantSummary:
         rois=tuple(replace(r, mask=at(r.mask)) for r in summary.rois),
         test_stimuli=stimuli,
         metrics=at(summary.metrics),
+        per_image=at(summary.per_image),
         encoding=encoding,
     )
 
@@ -126,6 +121,13 @@ class _Context:
     prefix: str  # "sub-<label>"
     external_images: str
     problems: list[str] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
+
+    def metrics_table(self, path: str) -> Any:
+        """The metrics table at ``path``, read once (errors propagate to the section)."""
+        if path not in self.tables:
+            self.tables[path] = read_metrics_table(path)
+        return self.tables[path]
 
     def image_src(self, path: Any) -> str | None:
         """``src`` of an image: relative inside the page's folder, else a thumbnail (or a
@@ -242,21 +244,38 @@ def _decoding_cell(scores: Mapping[str, Any], key: str) -> Cell:
 
 
 def _decoding_table(decoding: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The decoding table (the known scores present, then any others) and its note."""
+    """The decoding table (the known scores present, then any others), its legend and note."""
     known = [k for k, _ in _DECODING_COLUMNS]
+    ci = ("identification_ci_low", "identification_ci_high")
     # "baseline" names the baseline (e.g. "mean training feature"): said in the note.
-    extra = sorted({k for d in decoding.values() for k in d if k not in known and k != "baseline"})
+    skip = {*known, *ci, "baseline", "target"}
+    extra = sorted({k for d in decoding.values() for k in d if k not in skip})
     baseline_names = sorted({str(d["baseline"]) for d in decoding.values() if d.get("baseline")})
     columns = [(k, lbl) for k, lbl in _DECODING_COLUMNS if any(k in d for d in decoding.values())]
+    with_ci = all(any(k in d for d in decoding.values()) for k in ci)
+    columns += [("ci", "95% CI")] if with_ci else []
     columns += [(k, k) for k in extra]
-    rows = [
-        [escape(target)] + [_decoding_cell(d, key) for key, _ in columns]
-        for target, d in decoding.items()
-    ]
-    header = ["Target"] + [escape(lbl) for _, lbl in columns]
+    titles = {**_DECODING_TITLES, "ci": COLUMNS["95% CI"]}
+    rows = []
+    for target, d in decoding.items():
+        cells: list[Cell] = [titled(escape(target), TARGETS.get(target, ""))]
+        for key, _ in columns:
+            if key == "ci":
+                cells.append(ci_text(d.get(ci[0]), d.get(ci[1])))
+            elif key == "identification_p_value":
+                cells.append(p_text(d.get(key)))
+            else:
+                cells.append(_decoding_cell(d, key))
+        rows.append(cells)
+    target_title = "what was decoded: " + "; ".join(f"{k}, {v}" for k, v in TARGETS.items())
+    header = [titled("Target", target_title)]
+    header += [titled(escape(lbl), titles.get(k, "")) for k, lbl in columns]
+    legend = [("Target", target_title)]
+    legend += [(lbl, titles.get(k, "")) for k, lbl in columns]
     return [
-        html_table(header, rows, id_="decoding-table"),
+        wrap_table(html_table(header, rows, id_="decoding-table")),
         str(macro("participant.html", "decoding_note")(baseline_names)),
+        legend_html(legend, id_="decoding-legend"),
     ]
 
 
@@ -301,11 +320,13 @@ def _recon_section(summary: ParticipantSummary, ctx: _Context) -> str | None:
         return None
     rows = []
     for k, item in enumerate(summary.test_stimuli):
-        stim_id = str(item.stim_id or f"stimulus {k + 1}")
-        cells = [_grid_cell(ctx, item.stimulus, "seen", "stimulus", stim_id)]
+        # labelled as in the file names: stim-<label>, sample-<n>
+        stim = f"stim-{stimulus_label(item, k)}"
+        cells = [_grid_cell(ctx, item.stimulus, "seen", "stimulus", stim)]
         for s, recon in enumerate(item.reconstructions):
-            cells.append(_grid_cell(ctx, recon, f"sample {s + 1}", "sample", stim_id))
-        rows.append((stim_id, cells))
+            name = f"sample-{sample_label(recon, s)}"
+            cells.append(_grid_cell(ctx, recon, name, "sample", stim))
+        rows.append((stim, str(item.stim_id if item.stim_id is not None else ""), cells))
     return str(macro("participant.html", "reconstructions")(_max_samples(summary), rows))
 
 
@@ -313,9 +334,24 @@ def _metrics_section(summary: ParticipantSummary, ctx: _Context) -> str | None:
     path = summary.metrics
     if not path:
         return None
-    table = read_metrics_table(path)
+    table = ctx.metrics_table(path)
     note = macro("participant.html", "metrics_note")(file_url(path, ctx.base), Path(path).name)
-    return metrics_html(table, id_="metrics-table") + str(note)
+    return metrics_html(table, id_="metrics-table", note=str(note))
+
+
+def _per_image_section(summary: ParticipantSummary, ctx: _Context) -> str | None:
+    if not summary.per_image:
+        return None
+    data = read_per_image(summary.per_image, summary.test_stimuli)
+    try:
+        table = ctx.metrics_table(summary.metrics) if summary.metrics else None
+    except Exception:  # the Metrics section reports it; sort by the first metric
+        table = None
+    metric = headline(summary, table).metric
+    better = None
+    if table is not None and metric in table.index and "better" in table.columns:
+        better = table.at[metric, "better"]
+    return per_image_section(data, metric, better, ctx.image_src)
 
 
 def _encoding_section(summary: ParticipantSummary, ctx: _Context) -> str | None:
@@ -356,6 +392,34 @@ def _about_section(summary: ParticipantSummary, ctx: _Context) -> str:
         table = html_table(["Input", "Value"], rows, id_="inputs-table", cls="kv")
         parts.append("<h3>Inputs</h3>" + table)
     return "\n".join(parts)
+
+
+def _headline_html(summary: ParticipantSummary, ctx: _Context) -> str:
+    """The headline sentence and the link to the methods text (a problem when undrawable)."""
+    table = None
+    if summary.metrics:
+        try:
+            table = ctx.metrics_table(summary.metrics)
+        except Exception:  # the Metrics section reports it
+            table = None
+    text = headline(summary, table).html()
+    methods = ctx.root / METHODS_TEXT
+    if methods.is_file():
+        href = escape(relative_url(methods, ctx.base))
+        text += (
+            f'<p class="methods" id="methods-link">Methods text to cite and adapt: '
+            f'<a href="{href}">{escape(METHODS_TEXT)}</a>.</p>'
+        )
+    return text
+
+
+def _error_banner(errors: list[Any]) -> str:
+    """The red banner: how many errors, then the first three one-line messages."""
+    messages = [e.message if isinstance(e, RunError) else str(e) for e in errors]
+    first = [escape(m.strip().splitlines()[0] if m.strip() else m) for m in messages[:3]]
+    banner = str(macro("participant.html", "error_banner")(len(errors)))
+    summary = str(macro("participant.html", "error_summary")(first, len(messages) - len(first)))
+    return banner.replace("</div>", summary + "</div>", 1)
 
 
 def write_participant_report(
@@ -428,6 +492,7 @@ def write_participant_report(
                 ("Decoding", "decoding", _decoding_section),
                 ("Reconstructions", "reconstructions", _recon_section),
                 ("Metrics", "metrics", _metrics_section),
+                ("Per-image scores", "per-image", _per_image_section),
                 ("Encoding", "encoding", _encoding_section),
                 ("About", "about", _about_section),
             )
@@ -435,10 +500,10 @@ def write_participant_report(
         ctx.problems,
     )
     errors = [*summary.errors, *ctx.problems]
-    alert = ""
+    alert = _headline_html(summary, ctx)
     if errors:
         sections.append(("Errors", "errors", error_list_html(errors, ctx.base)))
-        alert = str(macro("participant.html", "error_banner")(len(errors)))
+        alert = _error_banner(errors) + alert
     page = render_page(
         f"{ctx.prefix}: nipype-brainrecon report",
         f"Reconstruction report: {ctx.prefix}",

@@ -25,6 +25,7 @@ Keys (see ``docs/report.md``)::
     alpha_counts       {target: {alpha (string or number): count}}
     test_stimuli       [{"stim_id", "stimulus": path, "reconstructions": [paths]}]
     metrics            path of the metrics TSV
+    per_image          path of the per-image scores TSV (stim_id + one column per metric)
     encoding           {"roi_table", "maps": [{"feature", "statistic", "path"}], "n_train", ...}
     errors             ["message", ...] or [{"message", "crash_file"}, ...]
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,7 @@ __all__ = [
     "RunError",
     "Software",
     "TestStimulus",
+    "crash_message",
     "subject_label",
 ]
 
@@ -65,6 +68,32 @@ def subject_label(subject: Any) -> str:
     """
     label = str(subject)
     return label[4:] if label.startswith("sub-") else label
+
+
+_EXCEPTION_LINE = re.compile(
+    r"^\s*(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt))"
+    r"(?::\s*(?P<message>.*))?$"
+)
+
+
+def crash_message(text: str) -> str | None:
+    """The one-line error of a crash file (Nipype's text format): the last exception line of
+    its traceback, its class without the module path; None when there is none.
+
+    Examples
+    --------
+    >>> crash_message("Node: a\\nTraceback ...\\n\\tnipype_brainrecon.errors.DataError: x.nii: bad")
+    'DataError: x.nii: bad'
+    >>> crash_message("no traceback") is None
+    True
+    """
+    found = None
+    for line in str(text).splitlines():
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            message = (match["message"] or "").strip()
+            found = f"{match['name']}: {message}" if message else match["name"]
+    return found
 
 
 def _kind(value: Any) -> str:
@@ -324,6 +353,7 @@ class ParticipantSummary:
     alpha_counts: Mapping[str, Mapping[Any, Any]] = field(default_factory=dict)
     test_stimuli: tuple[TestStimulus, ...] = ()
     metrics: str | None = None
+    per_image: str | None = None
     encoding: EncodingSummary | None = None
     errors: tuple[RunError, ...] = ()
 
@@ -388,6 +418,7 @@ class ParticipantSummary:
                 TestStimulus.from_dict(s, f"test_stimuli[{i}]") for i, s in enumerate(stimuli)
             ),
             metrics=_path(d.get("metrics"), "metrics"),
+            per_image=_path(d.get("per_image"), "per_image"),
             encoding=EncodingSummary.from_dict(encoding) if encoding else None,
             errors=tuple(RunError.from_value(e) for e in _list(d.get("errors"), "errors")),
         )

@@ -119,7 +119,14 @@ def _png(path: Path, array: np.ndarray) -> Path:
 
 
 def make_run(
-    tmp_path: Path, *, subject="01", n_test=3, n_samples=2, seed=0, errors=()
+    tmp_path: Path,
+    *,
+    subject="01",
+    n_test=3,
+    n_samples=2,
+    seed=0,
+    errors=(),
+    extractors=("pixels",),
 ) -> tuple[dict, Path]:
     """A summary like the BIDS App's, with real files: raw stimuli outside the derivatives,
     BOLD, masks, reconstructions and a metrics table inside. Returns (summary, derivatives)."""
@@ -161,15 +168,19 @@ def make_run(
         ]
         test_stimuli.append({"stim_id": stim_id, "stimulus": str(stim), "reconstructions": samples})
 
-    table = evaluate(
+    table, per_image = evaluate(
         originals,
         recons,
-        extractors=("pixels",),
+        extractors=extractors,
         size=32,
         baselines={"mean image": originals.mean(axis=0) / 255.0},
+        per_image=True,
     )
     metrics = sub / f"sub-{subject}_desc-recon_metrics.tsv"
     table.to_csv(metrics, sep="\t")  # as the evaluation interface writes it
+    per_image.insert(0, "stim_id", [s["stim_id"] for s in test_stimuli])
+    per_image_tsv = sub / f"sub-{subject}_desc-perimage_scores.tsv"
+    per_image.to_csv(per_image_tsv, sep="\t", index=False, na_rep="n/a")
 
     summary = {
         "subject": subject,
@@ -217,6 +228,7 @@ def make_run(
         "alpha_counts": {"z": {"1e3": 4, "0.01": 3, "100": 25}, "c": {"10": 2, "1000000": 7}},
         "test_stimuli": test_stimuli,
         "metrics": str(metrics),
+        "per_image": str(per_image_tsv),
         "errors": list(errors),
     }
     return summary, deriv
@@ -295,6 +307,7 @@ def test_navbar_links_every_section(tmp_path):
         "#decoding",
         "#reconstructions",
         "#metrics",
+        "#per-image",
         "#about",
     ]
     for href in anchors:
@@ -309,12 +322,21 @@ def test_metric_table_lists_chance_mismatched_and_baselines(tmp_path):
     rows = table_rows(html_table)
     header = [c.text() for c in rows[0]]
     refs = ["chance", "mismatched", "baseline: mean image"]
-    assert header == ["Metric", "Better", "Reconstructions", *refs]
+    assert header == ["Metric", "Better", "Reconstructions", *refs, "null 95%", "p", "95% CI"]
     assert [r[0].text() for r in rows[1:]] == list(table.index)
     for cells, (metric, row) in zip(rows[1:], table.iterrows(), strict=True):
-        for col, cell in zip(["value", *refs], cells[2:], strict=True):
+        for col, cell in zip(["value", *refs, "null_p95"], cells[2:-2], strict=True):
             expected = "\u2014" if pd.isna(row[col]) else f"{row[col]:.3f}"
             assert cell.text() == expected, (metric, col)
+        # the permutation p-value and the bootstrap interval of identification rows
+        p, ci = cells[-2].text(), cells[-1].text()
+        if pd.isna(row["p_value"]):
+            assert (p, ci) == ("\u2014", "\u2014"), metric
+        else:
+            assert p == ("< 0.001" if row["p_value"] < 0.0005 else f"{row['p_value']:.3f}")
+            assert ci == f"{row['ci_low']:.3f}\u2013{row['ci_high']:.3f}", metric
+        # every metric says what it is (hover title), and the legend defines its terms
+        assert next(cells[0].iter("span")).attrs["title"], metric
         # green when the value beats every finite reference in its better direction
         levels = [row[c] for c in refs if not pd.isna(row[c])]
         lower = row["better"] == "lower"
@@ -363,7 +385,8 @@ def test_decoding_table_and_alpha_histogram(tmp_path):
         "2-way identification",
         "chance",
     ]
-    keys = [k for k, _ in participant_report._DECODING_COLUMNS]
+    decoding = summary["decoding"].values()
+    keys = [k for k, _ in participant_report._DECODING_COLUMNS if any(k in d for d in decoding)]
     for cells, (target, d) in zip(rows[1:], summary["decoding"].items(), strict=True):
         assert cells[0].text() == target
         for key, cell in zip(keys, cells[1:], strict=True):
@@ -447,7 +470,8 @@ def test_errors_are_shown_escaped_with_crash_links(tmp_path):
     summary, deriv = make_run(tmp_path, errors=errors)
     page = write(summary, deriv)
     dom = parse(page)
-    assert not list(dom.iter("script"))
+    # the only script is the page's own table sort: the message's is text
+    assert [s.attrs.get("id") for s in dom.iter("script")] == ["per-image-sort"]
     box = dom.by_id("error-list")
     assert "alert" in box.classes()
     items = list(box.iter("li"))
@@ -474,7 +498,7 @@ def test_failed_run_still_gives_a_report(tmp_path):
     page = write(summary, deriv)
     dom = parse(page)
     sections = [s.attrs["id"] for s in dom.iter("section")]
-    assert sections == ["summary", "reconstructions", "metrics", "about", "errors"]
+    assert sections == ["summary", "reconstructions", "metrics", "per-image", "about", "errors"]
     messages = [li.text() for li in dom.by_id("error-list").iter("li")]
     assert messages[0] == "ridge: decoder z failed"
     assert any(missing_recon in m and "image not found" in m for m in messages)
@@ -569,26 +593,32 @@ def test_group_report(tmp_path, with_figures_dir):
     dom = parse(page)
     metrics = list(dict.fromkeys(table["metric"]))
     rows = table_rows(dom.by_id("group-metrics"))
-    body = rows[1:]
-    subject_rows = body[:3]
-    # one row per subject, linked to its report, values from that subject's table
-    assert [r[0].text() for r in subject_rows] == ["sub-01", "sub-02", "sub-03"]
-    for r, subject in zip(subject_rows, ["01", "02", "03"], strict=True):
-        assert next(r[0].iter("a")).attrs["href"] == f"sub-{subject}.html"
-        sub = table[table.subject == subject].set_index("metric")
-        assert [c.text() for c in r[1:]] == [f"{sub.loc[m, 'value']:.3f}" for m in metrics]
-    labels = [r[0].text() for r in body[3:]]
-    assert labels == [
-        "Mean \u00b1 s.d. (n = 3)",
+    header, body = rows[0], rows[1:]
+    subjects = ["01", "02", "03"]
+    # one row per metric: the mean beside every reference level, then each subject
+    assert [c.text() for c in header] == [
+        "Metric",
+        "Better",
+        "Mean \u00b1 s.d.(n = 3)",
         "chance",
         "mismatched (mean)",
         "baseline: mean image (mean)",
+        "sub-01",
+        "sub-02",
+        "sub-03",
     ]
+    # each subject's column is linked to its report
+    assert [next(c.iter("a")).attrs["href"] for c in header[-3:]] == [
+        f"sub-{s}.html" for s in subjects
+    ]
+    assert [r[0].text() for r in body] == metrics
     wide = table.pivot(index="subject", columns="metric", values="value")[metrics]
-    expected_mean = [f"{wide[m].mean():.3f} \u00b1 {wide[m].std(ddof=1):.3f}" for m in metrics]
-    assert [c.text() for c in body[3][1:]] == expected_mean
     mism = table.groupby("metric")["mismatched"].mean()
-    assert [c.text() for c in body[5][1:]] == [f"{mism[m]:.3f}" for m in metrics]
+    for r, m in zip(body, metrics, strict=True):
+        # values from each subject's table
+        assert [c.text() for c in r[-3:]] == [f"{wide.loc[s, m]:.3f}" for s in subjects]
+        assert r[2].text() == f"{wide[m].mean():.3f} \u00b1 {wide[m].std(ddof=1):.3f}"
+        assert r[4].text() == f"{mism[m]:.3f}"
     # one figure per metric, each a real SVG
     figures = list(dom.by_id("figures").iter("img"))
     assert len(figures) == len(metrics)
@@ -610,7 +640,7 @@ def test_group_report(tmp_path, with_figures_dir):
                 "group_desc-Pixels2WayMindeye_scores.svg",
             ]
         )
-    assert "brainrecon ... group" in dom.by_id("about").text()
+    assert "brainrecon ... group" in dom.by_id("provenance").text()
 
 
 def test_group_table_checks(tmp_path):
@@ -623,7 +653,9 @@ def test_group_table_checks(tmp_path):
         )
     # the index may carry the metric labels
     page = report.write_group_report(table.set_index("metric"), deriv / "g.html", provenance={})
-    assert len(table_rows(parse(page).by_id("group-metrics"))) == 1 + 2 + 4
+    rows = table_rows(parse(page).by_id("group-metrics"))
+    assert len(rows) == 1 + table["metric"].nunique()  # a header, then one row per metric
+    assert len(rows[0]) == 3 + 3 + 2  # metric, better, mean; 3 references; 2 subjects
     assert not (deriv / "g.html").with_name("x").exists()
 
 
