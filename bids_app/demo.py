@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="brainrecon-demo",
         description=(
             "Run nipype-brainrecon end to end on a simulated BIDS + fMRIPrep dataset with the "
-            "small demo diffusion model shipped with the package (CPU, a few minutes)."
+            "small demo diffusion model shipped with the package (CPU: about 3 minutes on 2 "
+            "free cores, up to 15 beside other jobs; stage lines show the time left)."
         ),
         epilog="example: brainrecon-demo ./brainrecon-demo && open ./brainrecon-demo/out/sub-01.html",
     )

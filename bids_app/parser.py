@@ -268,7 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mem", "--mem-gb", type=float, help="memory budget in GB")
     g.add_argument("--use-plugin", type=Path, help="Nipype plugin YAML (plugin, plugin_args)")
     g.add_argument("--feature-cache", type=Path, help="stimulus feature cache folder")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv)")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more output on the terminal: -v information, -vv debugging (the log file "
+        "OUTPUT_DIR/logs/sub-<label>_<date>.log always has the information)",
+    )
+    g.add_argument(
+        "--dry-run",
+        "--estimate",
+        action="store_true",
+        help="print the plan (participants, stages, data sizes) with time and memory estimates "
+        "per stage for this dataset and machine; write nothing",
+    )
     g.add_argument(
         "--notrack",
         action="store_true",

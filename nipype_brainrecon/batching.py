@@ -22,7 +22,21 @@ def batches(n: int, size: int) -> Iterator[slice]:
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar over ``total`` images, one tick per image; silent when disabled or empty."""
+    """A tqdm bar over ``total`` images, one tick per image; silent when disabled or empty.
+
+    A terminal that reports no size (a pseudo-terminal with none set) gets 80 × 24, where
+    tqdm would draw nothing.
+    """
+    import shutil
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="image", disable=not enabled or total == 0)
+    sized = shutil.get_terminal_size((0, 0)).columns > 0
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="image",
+        disable=not enabled or total == 0,
+        ncols=None if sized else 80,
+        nrows=None if sized else 24,
+    )

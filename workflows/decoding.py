@@ -93,6 +93,7 @@ def init_decoding_wf(
     omp_nthreads: int = 1,
     events_spec: Mapping[str, str] | None = None,
     name: str = "decoding_wf",
+    progress: bool = False,
 ) -> pe.Workflow:
     """Build the decoding workflow of one participant.
 
@@ -138,6 +139,8 @@ def init_decoding_wf(
     omp_nthreads : int
         Threads of the numerical nodes: their ``n_procs`` (what MultiProc and clusters reserve)
         and their ``num_threads`` (the BLAS, OpenMP and torch threads they may start).
+    progress : bool
+        Progress bars of the feature extraction (on a terminal; the CLI sets it).
     events_spec : dict, optional
         How the GLM reads the events: ``stim_column``, ``stim_map``, ``stim_template``,
         ``trial_filter`` (``ParticipantInputs.events_spec.inputs()``; see
@@ -242,6 +245,8 @@ def init_decoding_wf(
         features.inputs.targets = chosen
     if feature_cache:
         features.inputs.cache_dir = feature_cache
+    if progress:  # set only when True: the node's hash stays that of a run without bars
+        features.inputs.progress = True
     if device:
         features.inputs.device = device
         features.inputs.use_gpu = device.startswith("cuda")

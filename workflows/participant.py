@@ -37,6 +37,7 @@ def init_participant_wf(
     omp_nthreads: int = 1,
     name: str | None = None,
     datasets: Mapping[str, str | Path] | None = None,
+    progress: bool = False,
 ) -> pe.Workflow:
     """Build the whole analysis of one participant, writing its derivatives and report.
 
@@ -57,6 +58,9 @@ def init_participant_wf(
         The command line, recorded in the report.
     omp_nthreads : int
         Threads per numerical node.
+    progress : bool
+        Progress bars of the feature extraction and the reconstruction (the CLI sets it when
+        stderr is a terminal).
     name : str, optional
         Workflow name (default ``sub_<label>_wf``).
     datasets : dict, optional
@@ -96,6 +100,7 @@ def init_participant_wf(
             participant.events_spec.inputs() if hasattr(participant, "events_spec") else None
         ),
         omp_nthreads=omp_nthreads,
+        progress=progress,
     )
     inputs = decoding.inputs.inputnode
     if precomputed:
@@ -130,6 +135,7 @@ def init_participant_wf(
         device=cfg["device"],
         use_gpu=use_gpu,
         omp_nthreads=omp_nthreads,
+        progress=progress,
     )
     reconstruction.inputs.inputnode.model = str(cfg["model"])
     evaluation = init_evaluation_wf(extractors=cfg["extractors"], size=cfg["eval_size"])

@@ -43,6 +43,7 @@ def init_reconstruction_wf(
     mem_gb: float = 4.0,
     omp_nthreads: int = 1,
     name: str = "reconstruction_wf",
+    progress: bool = False,
 ) -> pe.Workflow:
     """Reconstruct test images from decoded z and c (the paper's recipe by default).
 
@@ -64,6 +65,8 @@ def init_reconstruction_wf(
         Where the diffusion runs and what the scheduler should reserve.
     omp_nthreads : int
         Threads of each Reconstruct job (its ``n_procs`` and ``num_threads``).
+    progress : bool
+        A progress bar per Reconstruct job (on a terminal; the CLI sets it).
     name : str
         Workflow name.
 
@@ -107,6 +110,8 @@ def init_reconstruction_wf(
     )
     if device:
         recipe["device"] = device
+    if progress:  # set only when True: the nodes' hash stays that of a run without bars
+        recipe["progress"] = True
     chunks = pe.Node(
         niu.Function(function=_chunk_ids, input_names=["stimuli_file", "n_chunks"]),
         name="chunks",

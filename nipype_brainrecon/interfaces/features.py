@@ -50,7 +50,9 @@ class _StimulusFeaturesInputSpec(BaseInterfaceInputSpec):
     )
     cache_dir = traits.Directory(desc="feature cache shared across subjects and reruns")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
-    progress = traits.Bool(False, usedefault=True, desc="show progress bars")
+    progress = traits.Bool(
+        False, usedefault=True, nohash=True, desc="show progress bars (not part of the hash)"
+    )
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
     num_threads = num_threads_trait()
 
