@@ -30,6 +30,9 @@ voxels
     The BOLD grid and its regions; voxel tuning (pRFs, semantic weights) and baselines.
 bold
     One run's BOLD: signal, drift, head motion, noise at the set SNR.
+realism
+    Options the analysis does not assume, off by default: HRF mismatch, physiological-like and
+    spatially correlated noise, non-responsive voxels, SNR spread, null modes.
 confounds
     fMRIPrep-like confounds computed from a run's data.
 writer

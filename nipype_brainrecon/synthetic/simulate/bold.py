@@ -15,7 +15,9 @@ import numpy as np
 
 from .config import SimulationConfig
 from .design import cosine_basis, run_timing, trial_regressors
-from .voxels import VoxelModel
+from .realism import SubjectRealism, physio_noise, physio_span, smooth_noise, stimulus_signal
+from .realism import noise_sd as realism_noise_sd
+from .voxels import GRID_SHAPE, VoxelModel
 
 __all__ = ["SNR_DEFINITION", "SimulatedRun", "simulate_run"]
 
@@ -65,6 +67,8 @@ def simulate_run(
     model: VoxelModel,
     baseline: np.ndarray,
     mask: np.ndarray,
+    real: SubjectRealism | None = None,
+    physio_gen: np.random.Generator | None = None,
 ) -> SimulatedRun:
     """Simulate one run showing ``stim_ids`` in order.
 
@@ -81,6 +85,11 @@ def simulate_run(
         Baseline of every voxel of the grid (C order).
     mask : numpy.ndarray
         The brain mask of the grid.
+    real : SubjectRealism, optional
+        The subject's draws for the options of :mod:`.realism` (``None``: all off, and then
+        nothing here differs from the simulation before those options existed).
+    physio_gen : numpy.random.Generator, optional
+        The run's generator of physiological noise (needed when ``cfg.physio_fraction > 0``).
     """
     onsets, durations, frame_times = run_timing(len(stim_ids), cfg)
     n_vols = len(frame_times)
@@ -90,7 +99,11 @@ def simulate_run(
     amp = model.stim_amp[stim_ids].copy()
     if cfg.trial_variability > 0:
         amp += rng.normal(0, 1, amp.shape) * (cfg.trial_variability * model.specific_sd)
-    signal = design @ amp * (vox_baseline / 100.0)  # time × responsive voxels, BOLD units
+    if real is None or real.hrf_delay.size == 0:
+        signal = design @ amp * (vox_baseline / 100.0)  # time × responsive voxels, BOLD units
+    else:
+        timing = (onsets, durations, frame_times)
+        signal = stimulus_signal(design, amp, vox_baseline / 100.0, real, timing)
     sig_sd = signal.std(axis=0)
 
     cosines = cosine_basis(frame_times)
@@ -99,13 +112,18 @@ def simulate_run(
     data = np.repeat(baseline[:, None], n_vols, axis=1)  # voxels × time
     brain_idx = np.flatnonzero(flat_mask)
     data[brain_idx] += _drift(rng, cosines, baseline[brain_idx], cfg.drift_percent, n_vols)
-    data[vox] += signal.T
+    if cfg.null == "snr0":  # noise as at cfg.snr, no stimulus signal
+        amp, shown_sd = np.zeros_like(amp), np.zeros_like(sig_sd)
+    else:
+        data[vox] += signal.T
+        shown_sd = sig_sd
 
     if math.isfinite(cfg.snr):
-        run_noise = _add_noise(rng, data, motion, flat_mask, vox, baseline, sig_sd, cfg)
+        extra = None if real is None else (real, physio_gen, cosines)
+        run_noise = _add_noise(rng, data, motion, flat_mask, vox, baseline, sig_sd, cfg, extra)
     else:
         run_noise = np.zeros(len(vox))
-    return SimulatedRun(onsets, durations, data, motion, cosines, amp, sig_sd, run_noise)
+    return SimulatedRun(onsets, durations, data, motion, cosines, amp, shown_sd, run_noise)
 
 
 def _drift(
@@ -132,8 +150,13 @@ def _add_noise(
     baseline: np.ndarray,
     sig_sd: np.ndarray,
     cfg: SimulationConfig,
+    extra: tuple | None = None,
 ) -> np.ndarray:
-    """Add the noise to ``data`` in place; return its std per responsive voxel."""
+    """Add the noise to ``data`` in place; return its std per responsive voxel.
+
+    ``extra`` is ``(SubjectRealism, physio generator, cosines)`` when an option of
+    :mod:`.realism` is on; ``None`` keeps today's noise bit for bit.
+    """
     n_vols = data.shape[1]
     brain_idx = np.flatnonzero(flat_mask)
     n_brain = brain_idx.size
@@ -142,21 +165,40 @@ def _add_noise(
     mot_reg = (mot_reg - mot_reg.mean(0)) / mot_reg.std(0)
     ar = _ar1(rng, n_vols, n_brain, cfg.ar_coef)
     ar = (ar - ar.mean(0)) / ar.std(0)
+    if extra is not None and cfg.noise_fwhm > 0:
+        ar = smooth_noise(ar, flat_mask, cfg.noise_fwhm, GRID_SHAPE)
     mot = mot_reg @ rng.normal(0, 1, (mot_reg.shape[1], n_brain))
     mot = (mot - mot.mean(0)) / mot.std(0)
     noise = math.sqrt(1 - cfg.motion_fraction) * ar + math.sqrt(cfg.motion_fraction) * mot
     noise /= noise.std(0)
     # responsive voxels: exact SNR; the rest: median noise relative to baseline
-    rel = np.median(sig_sd / cfg.snr / baseline[vox])
+    if extra is None:
+        rel = np.median(sig_sd / cfg.snr / baseline[vox])
+        vox_sd = sig_sd / cfg.snr
+    else:
+        noise = _with_physio(noise, motion, cfg, extra)
+        vox_sd, rel = realism_noise_sd(sig_sd, cfg.snr, baseline[vox], extra[0])
     sd = rel * baseline[brain_idx]
     pos = np.searchsorted(brain_idx, vox)
-    sd[pos] = sig_sd / cfg.snr
+    sd[pos] = vox_sd
     data[brain_idx] += (noise * sd).T
     outside = np.flatnonzero(~flat_mask)
     # outside the head: magnitude of thermal noise (half the brain's noise level)
     thermal = 0.5 * rel * 1000.0
     data[outside] += np.abs(rng.normal(0, thermal, (outside.size, n_vols)))
     return sd[pos]
+
+
+def _with_physio(noise: np.ndarray, motion: np.ndarray, cfg: SimulationConfig, extra: tuple):
+    """Mix physiological-like noise into unit-SD ``noise`` (time × brain voxels)."""
+    if cfg.physio_fraction <= 0:
+        return noise
+    _, gen, cosines = extra
+    frame_times = np.arange(noise.shape[0]) * cfg.tr
+    physio = physio_noise(gen, frame_times, physio_span(motion, cosines), noise.shape[1])
+    p = cfg.physio_fraction
+    mixed = math.sqrt(1 - p) * noise + math.sqrt(p) * physio
+    return mixed / mixed.std(0)
 
 
 def _ar1(rng: np.random.Generator, n_time: int, n_series: int, coef: float) -> np.ndarray:

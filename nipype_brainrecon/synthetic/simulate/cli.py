@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..._version import __version__
 from ...errors import BrainreconError, MissingInputError, UsageError
-from .config import DEFAULT_N_TEST, DEFAULT_N_TRAIN
+from .config import DEFAULT_N_TEST, DEFAULT_N_TRAIN, NULL_MODES
 from .dataset import simulate_dataset
 
 __all__ = ["main"]
@@ -40,7 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "  brainrecon-simulate sim\n"
         "  brainrecon-simulate sim --subjects 1 --runs 2 --snr 1.0 --seed 3\n"
         "  brainrecon-simulate sim --snr inf                  # noiseless\n"
-        "  brainrecon-simulate sim --stimuli my_images/       # images + captions.tsv\n\n"
+        "  brainrecon-simulate sim --stimuli my_images/       # images + captions.tsv\n"
+        "  brainrecon-simulate sim --hrf-mismatch 1 --physio-fraction 0.2 --noise-fwhm 1.5\n"
+        "  brainrecon-simulate sim --null permuted            # labels carry no information\n\n"
         "exit codes: 0 ok, 64 bad option, 65 bad stimuli table, 66 missing stimuli, "
         "73 cannot create the output",
     )
@@ -68,6 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="trial-to-trial amplitude variability, relative (default 0.1)",
     )
+    _add_realism_options(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     return parser
@@ -126,6 +129,57 @@ def _add_stimulus_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_realism_options(parser: argparse.ArgumentParser) -> None:
+    """Realism the analysis does not assume (docs/simulation.md); all off by default."""
+    group = parser.add_argument_group(
+        "realism the analysis does not assume (all off by default; docs/simulation.md)"
+    )
+    add = group.add_argument
+    add(
+        "--hrf-mismatch",
+        metavar="S",
+        type=float,
+        default=0.0,
+        help="SD in s of HRF delay/undershoot around Glover's, by ROI and voxel (default 0)",
+    )
+    add(
+        "--physio-fraction",
+        metavar="X",
+        type=float,
+        default=0.0,
+        help="share of noise variance from respiration, cardiac and 1/f noise outside the "
+        "confounds' span (default 0)",
+    )
+    add(
+        "--noise-fwhm",
+        metavar="VOXELS",
+        type=float,
+        default=0.0,
+        help="FWHM of the spatial smoothing of the noise, voxels (default 0)",
+    )
+    add(
+        "--nonresponsive-fraction",
+        metavar="X",
+        type=float,
+        default=0.0,
+        help="share of each ROI's voxels with no stimulus response (default 0)",
+    )
+    add(
+        "--snr-spread",
+        metavar="X",
+        type=float,
+        default=0.0,
+        help="SD of log of per-voxel SNR multipliers (default 0)",
+    )
+    add(
+        "--null",
+        choices=NULL_MODES,
+        default="none",
+        help="null data: snr0 = no stimulus signal, permuted = stimulus labels permuted "
+        "(default none)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``brainrecon-simulate``; returns the exit code."""
     parser = _build_parser()
@@ -150,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             image_size=args.image_size,
             n_captions=args.captions,
             trial_variability=args.trial_variability,
+            hrf_mismatch=args.hrf_mismatch,
+            physio_fraction=args.physio_fraction,
+            noise_fwhm=args.noise_fwhm,
+            nonresponsive_fraction=args.nonresponsive_fraction,
+            snr_spread=args.snr_spread,
+            null=args.null,
         )
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)

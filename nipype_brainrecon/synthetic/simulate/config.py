@@ -8,7 +8,16 @@ from pathlib import Path
 
 from ...errors import UsageError
 
-__all__ = ["DEFAULT_N_TEST", "DEFAULT_N_TRAIN", "SimulationConfig", "check_config"]
+__all__ = [
+    "DEFAULT_N_TEST",
+    "DEFAULT_N_TRAIN",
+    "NULL_MODES",
+    "SimulationConfig",
+    "check_config",
+]
+
+#: Accepted values of ``null``: off, no stimulus signal, stimulus labels permuted.
+NULL_MODES = ("none", "snr0", "permuted")
 
 #: Defaults used when the stimuli are generated (with user stimuli, n_train defaults to the rest).
 DEFAULT_N_TRAIN = 180
@@ -35,6 +44,12 @@ class SimulationConfig:
     motion_fraction: float
     ar_coef: float
     drift_percent: float
+    hrf_mismatch: float = 0.0
+    physio_fraction: float = 0.0
+    noise_fwhm: float = 0.0
+    nonresponsive_fraction: float = 0.0
+    snr_spread: float = 0.0
+    null: str = "none"
 
 
 def check_config(cfg: SimulationConfig, stimuli_dir: Path | None) -> None:
@@ -73,7 +88,27 @@ def check_config(cfg: SimulationConfig, stimuli_dir: Path | None) -> None:
         raise UsageError(f"ar_coef {cfg.ar_coef}: use a number in [0, 1)")
     if not (math.isfinite(cfg.drift_percent) and cfg.drift_percent >= 0):
         raise UsageError(f"drift_percent {cfg.drift_percent}: use a number >= 0")
+    _check_realism(cfg)
     if stimuli_dir is None:
         n_train = DEFAULT_N_TRAIN if cfg.n_train is None else cfg.n_train
         if n_train + cfg.n_test > 10000:
             raise bad("--train", n_train, "use at most 10000 images in all")
+
+
+def _check_realism(cfg: SimulationConfig) -> None:
+    """The options of :mod:`.realism`."""
+    for option, value, top in (
+        ("--hrf-mismatch", cfg.hrf_mismatch, 3.0),
+        ("--noise-fwhm", cfg.noise_fwhm, 6.0),
+        ("--snr-spread", cfg.snr_spread, 2.0),
+    ):
+        if not (math.isfinite(value) and 0 <= value <= top):
+            raise UsageError(f"{option} {value}: use a number from 0 to {top:g}")
+    if not 0 <= cfg.physio_fraction <= 1:
+        raise UsageError(f"--physio-fraction {cfg.physio_fraction}: use a number in [0, 1]")
+    if not 0 <= cfg.nonresponsive_fraction < 1:
+        raise UsageError(
+            f"--nonresponsive-fraction {cfg.nonresponsive_fraction}: use a number in [0, 1)"
+        )
+    if cfg.null not in NULL_MODES:
+        raise UsageError(f"--null {cfg.null!r}: use one of {', '.join(NULL_MODES)}")

@@ -39,6 +39,12 @@ def simulate_dataset(
     motion_fraction: float = 0.2,
     ar_coef: float = 0.3,
     drift_percent: float = 1.0,
+    hrf_mismatch: float = 0.0,
+    physio_fraction: float = 0.0,
+    noise_fwhm: float = 0.0,
+    nonresponsive_fraction: float = 0.0,
+    snr_spread: float = 0.0,
+    null: str = "none",
 ) -> Path:
     """Write a simulated BIDS dataset with fMRIPrep-like derivatives and its ground truth.
 
@@ -82,6 +88,22 @@ def simulate_dataset(
         AR(1) coefficient of the Gaussian noise (per volume).
     drift_percent : float
         Typical amplitude of the slow drift (% of baseline).
+    hrf_mismatch : float
+        SD (s) of the HRF delay and undershoot around Glover's (the GLM's HRF), by ROI and
+        voxel; 0 makes the data with Glover's HRF (see :mod:`.realism` for this and the
+        following options, all off by default).
+    physio_fraction : float
+        Share of the noise variance that is physiological-like (respiration, cardiac, 1/f),
+        outside the span of the confounds.
+    noise_fwhm : float
+        FWHM (voxels) of the Gaussian smoothing of the independent noise; 0 = none.
+    nonresponsive_fraction : float
+        Share of each ROI's voxels with no stimulus response.
+    snr_spread : float
+        SD of log of per-voxel SNR multipliers (geometric mean 1).
+    null : str
+        ``"none"``, ``"snr0"`` (no stimulus signal) or ``"permuted"`` (each stimulus evokes the
+        response of another).
 
     Returns
     -------
@@ -116,6 +138,12 @@ def simulate_dataset(
         motion_fraction=float(motion_fraction),
         ar_coef=float(ar_coef),
         drift_percent=float(drift_percent),
+        hrf_mismatch=float(hrf_mismatch),
+        physio_fraction=float(physio_fraction),
+        noise_fwhm=float(noise_fwhm),
+        nonresponsive_fraction=float(nonresponsive_fraction),
+        snr_spread=float(snr_spread),
+        null=str(null),
     )
     src = Path(stimuli_dir) if stimuli_dir is not None else None
     check_config(cfg, src)

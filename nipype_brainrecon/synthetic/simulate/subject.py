@@ -14,6 +14,7 @@ from .config import SimulationConfig
 from .confounds import confounds_sidecar, confounds_table
 from .design import TASK, schedule
 from .features import StimulusFeatures
+from .realism import apply_to_model, draw_subject_realism, physio_rng, realism_active
 from .truth import write_subject_truth
 from .voxels import GRID_SHAPE, voxel_baselines, voxel_model
 from .writer import write_json, write_nifti, write_tsv
@@ -35,25 +36,31 @@ def simulate_subject(
 
     Everything random is drawn, in a fixed order, from a generator seeded by
     ``(cfg.seed, 3, s_index)``: the voxel tuning, the baselines, the trial order, then each run.
+    The options of :mod:`.realism` draw from their own generators, only when on.
     """
     rng = np.random.default_rng([cfg.seed, 3, s_index])
     used = np.array(sorted(train_ids + test_ids))
     model = voxel_model(rng, anat["dseg"], stimuli.low, stimuli.semantic, used)
     baseline = voxel_baselines(rng, anat)
     run_stimuli = schedule(test_ids, train_ids, cfg, rng)
+    real = None
+    if realism_active(cfg):  # own generators: the draws above and below are unchanged
+        real = draw_subject_realism(cfg, s_index, model, stimuli.low.shape[0], used)
+        model = apply_to_model(model, real)
     # The simulated "T1w" space is the BOLD grid itself, which every run shares.
     reference = f"bids:raw:sub-{label}/func/sub-{label}_task-{TASK}_run-01_bold.nii.gz"
     trials: list[pd.DataFrame] = []
     runs: list[SimulatedRun] = []
     for r, stim_ids in enumerate(run_stimuli, start=1):
-        run = simulate_run(rng, cfg, stim_ids, model, baseline, anat["mask"])
+        physio = physio_rng(cfg, s_index, r) if cfg.physio_fraction > 0 else None
+        run = simulate_run(rng, cfg, stim_ids, model, baseline, anat["mask"], real, physio)
         events = _write_run(root, label, r, run, stim_ids, stimuli.files, anat, cfg, reference)
         trials.append(events.assign(run=r, stim_index=stim_ids))
         runs.append(run)
     _write_dseg(root, label, anat, reference)
     table = pd.concat(trials, ignore_index=True)
     truth_dir = root / "derivatives" / "simulation" / f"sub-{label}"
-    write_subject_truth(truth_dir, label, cfg, model, baseline[model.vox], table, runs)
+    write_subject_truth(truth_dir, label, cfg, model, baseline[model.vox], table, runs, real)
 
 
 def _write_run(

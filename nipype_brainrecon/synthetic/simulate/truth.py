@@ -21,6 +21,7 @@ from .bold import SNR_DEFINITION, SimulatedRun
 from .config import SimulationConfig
 from .design import HIGH_PASS_S, HRF_MODEL, TASK
 from .features import LOW_LEVEL_CHANNELS, LOW_LEVEL_GRID, StimulusFeatures
+from .realism import GLM_HRF_DELAY, GLM_HRF_UNDERSHOOT, SubjectRealism, realism_params
 from .voxels import GRID_SHAPE, ROI_LABELS, VoxelModel
 from .writer import write_json
 
@@ -30,6 +31,18 @@ __all__ = [
     "write_stimulus_truth",
     "write_subject_truth",
 ]
+
+
+#: Description of the arrays of the realism options (:mod:`.realism`) in the ground truth.
+_REALISM_ARRAYS_DOC = {
+    "responsive": "voxel responds to the stimuli (else nonresponsive_fraction)",
+    "snr_multiplier": "voxel SNR = snr × this (snr_spread; geometric mean 1)",
+    "hrf_delay, hrf_undershoot": "per voxel, parameters (s) of the HRF that made "
+    f"the data (Glover's: {GLM_HRF_DELAY:g}, {GLM_HRF_UNDERSHOOT:g})",
+    "hrf_variant": "index of the voxel's HRF variant (-1: Glover's)",
+    "null_permutation": "stimuli: the stimulus whose response each one evokes "
+    "(identity unless null = permuted); stimulus_amplitudes are after it",
+}
 
 
 def write_stimulus_truth(truth: Path, stimuli: StimulusFeatures, split: np.ndarray) -> None:
@@ -88,6 +101,7 @@ def write_simulation_params(
             "low_level_grid": LOW_LEVEL_GRID,
             "roi_labels": {str(k): v for k, v in ROI_LABELS.items()},
             "preproc_equals_raw": True,
+            "realism": realism_params(cfg),
             "software": f"nipype-brainrecon {__version__}",
         },
     )
@@ -101,11 +115,12 @@ def write_subject_truth(
     baseline: np.ndarray,
     trials: pd.DataFrame,
     runs: list[SimulatedRun],
+    real: SubjectRealism | None = None,
 ) -> None:
     """One subject's ground truth: arrays (``.npz``) and their description (``.json``).
 
     ``baseline`` is that of the responsive voxels; ``trials`` holds every run's events with
-    their ``run`` and ``stim_index``.
+    their ``run`` and ``stim_index``; ``real`` the draws of :mod:`.realism` (``None``: all off).
     """
     ijk = np.column_stack(np.unravel_index(model.vox, GRID_SHAPE))
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +146,7 @@ def write_subject_truth(
         prf_channel_weights=model.channel_w,
         noise_std=np.vstack([run.noise_std for run in runs]),
         signal_std=np.vstack([run.signal_std for run in runs]),
+        **_realism_arrays(model, real),
     )
     write_json(
         truth_dir / f"sub-{label}_task-{TASK}_groundtruth.json",
@@ -152,8 +168,35 @@ def write_subject_truth(
                 "prf_channel_weights": f"early voxels × {', '.join(LOW_LEVEL_CHANNELS)}",
                 "noise_std, signal_std": "runs × voxels, BOLD units",
             },
+            "realism_arrays": _REALISM_ARRAYS_DOC,
         },
     )
+
+
+def _realism_arrays(model: VoxelModel, real: SubjectRealism | None) -> dict[str, np.ndarray]:
+    """Per-voxel draws of :mod:`.realism` (today's model when ``real`` is None)."""
+    n_vox, n_stim = len(model.vox), model.stim_amp.shape[0]
+    if real is None:
+        real = SubjectRealism(
+            responsive=np.ones(n_vox, dtype=bool),
+            snr_multiplier=np.ones(n_vox),
+            hrf_variant=np.full(n_vox, -1),
+            hrf_delay=np.empty(0),
+            hrf_undershoot=np.empty(0),
+            permutation=np.arange(n_stim),
+        )
+    delay, under = np.full(n_vox, GLM_HRF_DELAY), np.full(n_vox, GLM_HRF_UNDERSHOOT)
+    own = real.hrf_variant >= 0
+    delay[own] = real.hrf_delay[real.hrf_variant[own]]
+    under[own] = real.hrf_undershoot[real.hrf_variant[own]]
+    return {
+        "responsive": real.responsive,
+        "snr_multiplier": real.snr_multiplier,
+        "hrf_delay": delay,
+        "hrf_undershoot": under,
+        "hrf_variant": real.hrf_variant,
+        "null_permutation": real.permutation,
+    }
 
 
 def load_ground_truth(dataset_dir: str | os.PathLike, subject: str) -> dict:
