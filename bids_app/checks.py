@@ -6,7 +6,8 @@ and before it creates ``OUTPUT_DIR``:
 * option values it cannot use (exit 64): ``--random-seed`` outside [0, 2**32 - 1], a ``--device``
   torch does not know or a CUDA device where CUDA is not usable, a ``--use-plugin`` file naming
   no Nipype plugin, a ``--mem`` budget that is not a positive number
-  (:func:`check_options`);
+  (:func:`check_options`); a ``--model`` revision missing from the offline cache (exit 66,
+  :func:`check_model_revision`);
 * folders it would write into its inputs (exit 73): ``OUTPUT_DIR``, ``-w/--work-dir`` or
   ``--feature-cache`` inside the BIDS dataset or inside an input derivatives dataset, a work
   directory inside ``OUTPUT_DIR`` (its files would land in the derivatives) or one that is a
@@ -51,6 +52,8 @@ __all__ = [
     "MAX_SEED",
     "check_before_writing",
     "check_device",
+    "check_model_revision",
+    "cpu_model_warning",
     "check_options",
     "check_plugin_name",
     "check_written_paths",
@@ -176,8 +179,69 @@ def check_options(args: Any) -> None:
     if mem is not None and not (math.isfinite(mem) and mem > 0):
         raise UsageError(f"--mem {mem:g}: not a positive memory budget; give GB, e.g. --mem 16")
     check_device(getattr(args, "device", None))
+    check_model_revision(getattr(args, "model", None))
     if getattr(args, "use_plugin", None):
         plugin_settings(args)
+
+
+def check_model_revision(model: str | None) -> None:
+    """Refuse a pinned hub model (``ID@REVISION``) whose revision is not in the local Hugging
+    Face cache while the hub is offline (``HF_HUB_OFFLINE``; :class:`MissingInputError`, exit
+    66, naming the ``huggingface-cli download`` that fetches it). The demo model, folders,
+    unpinned ids and an online hub are left to
+    :func:`nipype_brainrecon.diffusion.models.resolve_model`."""
+    if not model or model == "demo" or Path(model).expanduser().exists() or "@" not in model:
+        return
+    from nipype_brainrecon.diffusion.models import resolve_model
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        resolve_model(model, offline=True)
+
+
+#: U-Net parameters from which a model counts as full-size (SD v1: 860 M; the demo model: 3 M).
+FULL_SIZE_UNET_PARAMETERS = 100_000_000
+
+
+def cpu_model_warning(
+    sizes: Mapping[str, Any], settings: Mapping[str, Any], *, threads: int = 1
+) -> str | None:
+    """The warning line for a full-size model (a U-Net of at least
+    :data:`FULL_SIZE_UNET_PARAMETERS`) that will run on the CPU, with the reconstruction
+    stage's estimated time (:func:`nipype_brainrecon.bids_app.estimate.estimate_participant`:
+    test images × (samples + the shuffled baseline) × denoising steps × U-Net size, at the
+    measured rate of ``benchmarks/results/reconstruction.json``); ``None`` otherwise.
+
+    ``sizes`` is :func:`~nipype_brainrecon.bids_app.preflight.check_participant`'s result,
+    ``settings`` the run's (``model``, ``device``: ``None`` is the automatic choice, CUDA when
+    usable; ``n_samples``, ``num_inference_steps``, ``strength``).
+    """
+    from nipype_brainrecon.bids_app.estimate import (
+        estimate_participant,
+        format_seconds,
+        unet_parameters,
+    )
+
+    model = str(settings.get("model") or "")
+    device = settings.get("device")
+    if not model:
+        return None
+    if device is None:
+        from nipype_brainrecon.diffusion.models import default_device
+
+        device = default_device()
+    if not str(device).startswith("cpu"):
+        return None
+    parameters = unet_parameters(model)
+    if parameters < FULL_SIZE_UNET_PARAMETERS:
+        return None
+    stages = estimate_participant(sizes, {**settings, "device": "cpu"}, threads=threads)
+    seconds = next(s.seconds for s in stages if s.stage == "reconstruction")
+    return (
+        f"a full-size model ({parameters / 1e6:.0f} M U-Net parameters) will run on the CPU: "
+        f"reconstruction estimated at {format_seconds(seconds)} "
+        f"({int(sizes.get('n_test', 0))} test images, {settings.get('n_samples', 1)} samples); "
+        "use --device cuda on a GPU machine, or fewer --samples / --steps"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

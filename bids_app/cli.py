@@ -41,7 +41,11 @@ def _model_path(model: str) -> str:
 
         return str(demo_model_path())
     path = Path(model)
-    return str(path.absolute()) if path.exists() else model
+    if path.exists():
+        return str(path.absolute())
+    from nipype_brainrecon.diffusion.models import resolve_model
+
+    return resolve_model(model)
 
 
 def _check_paths(bids_dir: Path, output_dir: Path) -> None:

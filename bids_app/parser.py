@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model",
         default=D.reconstruction.model,
-        help="diffusers folder or hub id; 'demo' = the small model shipped with the package",
+        help="diffusers folder, or hub id pinned as ID@REVISION (a branch, tag or commit; "
+        "default main), resolved in the local Hugging Face cache and recorded as ID@<commit> "
+        "(docs/models.md); 'demo' = the small model shipped with the package",
     )
     g.add_argument(
         "--mode", choices=["z+c", "z", "c"], default=D.reconstruction.mode, help="conditioning"

@@ -18,6 +18,7 @@ Nothing is written anywhere.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -290,7 +291,7 @@ def check_participant(
                 f"about {need[worst] / 2**30:.2f} GB ({n_train} trials, {voxels[worst]} voxels, "
                 f"{targets[worst]} targets); raise --mem, use a smaller ROI or a lower --resolution"
             )
-    return {
+    sizes = {
         "n_trials": len(trials),
         "n_train": n_train,
         "n_test": len(test_ids),
@@ -298,3 +299,10 @@ def check_participant(
         "targets": targets,
         "decoder_bytes": need,
     }
+    if check_model and model:  # a full-size model on the CPU: say how long, before the run
+        from nipype_brainrecon.bids_app.checks import cpu_model_warning
+
+        warning = cpu_model_warning(sizes, settings)
+        if warning:
+            logging.getLogger(__name__).warning("sub-%s: %s", participant.participant, warning)
+    return sizes

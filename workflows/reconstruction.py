@@ -180,6 +180,9 @@ def init_evaluation_wf(
     Outputs
     -------
     metrics_file, metrics
+        The metrics table (TSV) and its content.
+    per_image_file
+        Each test image's scores (TSV: ``stim_id``, then one column per metric).
 
     Examples
     --------
@@ -200,7 +203,8 @@ def init_evaluation_wf(
         name="inputnode",
     )
     outputnode = pe.Node(
-        niu.IdentityInterface(fields=["metrics_file", "metrics"]), name="outputnode"
+        niu.IdentityInterface(fields=["metrics_file", "per_image_file", "metrics"]),
+        name="outputnode",
     )
     evaluate = pe.Node(
         Evaluate(extractors=list(extractors), size=size), name="evaluate", mem_gb=4.0
@@ -212,7 +216,9 @@ def init_evaluation_wf(
                                ("mean_image_ids", "mean_image_ids"),
                                (("baseline_images_file", _shuffled_baseline),
                                 "baseline_images_files")]),
-        (evaluate, outputnode, [("metrics_file", "metrics_file"), ("metrics", "metrics")]),
+        (evaluate, outputnode, [("metrics_file", "metrics_file"),
+                                ("per_image_file", "per_image_file"),
+                                ("metrics", "metrics")]),
     ])  # fmt: skip
     return workflow
 

@@ -1,8 +1,10 @@
 """Which model is this: an identity of its weights (for cache keys) and its interface shapes.
 
-:func:`model_identity` names a hub model by its id and a local folder by a hash of its files, so
-stale cached features are never reused after a retraining; :func:`describe_model` gives the
-shapes of ``z`` and ``c`` a model works with (:class:`ModelInfo`, for sidecars and checks).
+:func:`model_identity` names a hub model by its id and commit (``org/name@<40 hex>``) once it
+is resolved in the local Hugging Face cache (:func:`split_revision`, :func:`snapshot_folder`,
+:func:`hub_identity`), and a local folder by its name and a hash of its files, so stale cached
+features are never reused after a retraining; :func:`describe_model` gives the shapes of ``z``
+and ``c`` a model works with (:class:`ModelInfo`, for sidecars and checks).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -51,12 +54,87 @@ def _folder_digest(folder: str, components: tuple[str, ...], stamp: tuple) -> st
     return digest.hexdigest()[:16]
 
 
+#: A full commit hash of a hub repository (the name of its snapshot folder in the cache).
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def split_revision(model: str | os.PathLike) -> tuple[str, str | None]:
+    """A model argument split into the model and its revision (``None`` when not given).
+
+    ``ID@REVISION`` names a branch, tag or commit of a hub model; an existing folder is never
+    split (its name may hold an ``@``).
+
+    >>> split_revision("CompVis/stable-diffusion-v1-4@main")
+    ('CompVis/stable-diffusion-v1-4', 'main')
+    >>> split_revision("CompVis/stable-diffusion-v1-4")
+    ('CompVis/stable-diffusion-v1-4', None)
+    """
+    text = os.fspath(model)
+    if isinstance(model, os.PathLike) or Path(text).expanduser().is_dir() or "@" not in text:
+        return text, None
+    name, _, revision = text.rpartition("@")
+    return name, revision or None
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``), as ``huggingface_hub`` reads it."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def snapshot_folder(
+    repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The cached snapshot of ``repo_id`` at ``revision`` (default ``main``), or ``None``.
+
+    A branch or tag is looked up in the cache's ``refs/`` (what the last download of it
+    resolved to); a commit (its full 40 hex digits, or an unambiguous prefix of 7 or more) is
+    the snapshot folder's own name. Nothing is downloaded.
+    """
+    repo = Path(cache_dir or hub_cache_dir()) / f"models--{repo_id.replace('/', '--')}"
+    revision = revision or "main"
+    snapshots = repo / "snapshots"
+    ref = repo / "refs" / revision
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+    elif re.fullmatch(r"[0-9a-f]{7,40}", revision) and snapshots.is_dir():
+        found = [p.name for p in snapshots.iterdir() if p.name.startswith(revision)]
+        commit = found[0] if len(found) == 1 else ""
+    else:
+        commit = ""
+    folder = snapshots / commit
+    return folder if _COMMIT.match(commit) and folder.is_dir() else None
+
+
+def hub_identity(folder: str | os.PathLike) -> str | None:
+    """``org/name@<commit>`` of a snapshot folder of the hub cache
+    (``models--org--name/snapshots/<commit>``), ``None`` for any other folder.
+
+    >>> hub_identity("/c/hub/models--CompVis--stable-diffusion-v1-4/snapshots/" + "a" * 40)
+    'CompVis/stable-diffusion-v1-4@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'
+    """
+    path = Path(os.fspath(folder))
+    repo = path.parent.parent.name
+    if path.parent.name != "snapshots" or not repo.startswith("models--"):
+        return None
+    if not _COMMIT.match(path.name):
+        return None
+    return f"{repo.removeprefix('models--').replace('--', '/')}@{path.name}"
+
+
 def model_identity(
     model: str | os.PathLike, components: Sequence[str] = PIPELINE_COMPONENTS
 ) -> str:
     """A string identifying the weights of ``components`` of ``model`` (for cache keys).
 
-    A hub id is its own identity. A local folder is identified by its name and a SHA-256 over
+    A hub id is its own identity (with ``@revision`` when given); a snapshot folder of the hub
+    cache is ``org/name@<commit>`` (:func:`hub_identity`). Any other local folder is identified by its name and a SHA-256 over
     the components' files (whole files up to 64 MiB; size, first and last 8 MiB of larger
     ones), so rebuilding or retraining a model in the same folder gives a new identity (stale
     cached features are never reused), while copies of a folder share one.
@@ -66,6 +144,9 @@ def model_identity(
     if not path.is_dir():
         return text
     path = path.absolute()
+    hub = hub_identity(path)
+    if hub is not None:
+        return hub
     files = sorted(p for name in components for p in (path / name).rglob("*") if p.is_file())
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return f"{path.name}@sha256:{_folder_digest(str(path), tuple(components), stamp)}"

@@ -6,11 +6,15 @@ reconstruction). This module gathers the model functions of the modules that hol
 
 * :mod:`~nipype_brainrecon.diffusion.loading`: load them from a local diffusers folder or a hub
   id without touching the network when the model is local or ``HF_HUB_OFFLINE=1``
-  (:func:`load_pipeline`, :func:`load_vae`, :func:`load_text_encoder`);
+  (:func:`load_pipeline`, :func:`load_vae`, :func:`load_text_encoder`), resolve a model argument
+  ``ID@REVISION`` to its cached snapshot before a run (:func:`resolve_model`) and record the
+  device that ran it (:func:`device_record`);
 * :mod:`~nipype_brainrecon.diffusion.folders`: local folder or hub id, folder checks, the shipped
   demo model (:func:`check_model_folder`, :func:`demo_model_path`, :func:`native_resolution`);
 * :mod:`~nipype_brainrecon.diffusion.identity`: the weights' identity for cache keys and the
-  model's shapes (:func:`model_identity`, :class:`ModelInfo`, :func:`describe_model`);
+  model's shapes (:func:`model_identity`, :class:`ModelInfo`, :func:`describe_model`), a hub
+  model's revision and its snapshot in the local cache (:func:`split_revision`,
+  :func:`snapshot_folder`, :func:`hub_identity`);
 * :mod:`~nipype_brainrecon.diffusion.tiny`: small random-weight models with the same
   diffusers/transformers classes and SD v1's interface shapes, so tests and demos run on CPU
   without any download (:func:`build_tiny_sd`);
@@ -31,8 +35,23 @@ from .folders import (
     local_folder,
     native_resolution,
 )
-from .identity import ModelInfo, describe_model, model_identity
-from .loading import default_device, load_pipeline, load_text_encoder, load_vae
+from .identity import (
+    ModelInfo,
+    describe_model,
+    hub_cache_dir,
+    hub_identity,
+    model_identity,
+    snapshot_folder,
+    split_revision,
+)
+from .loading import (
+    default_device,
+    device_record,
+    load_pipeline,
+    load_text_encoder,
+    load_vae,
+    resolve_model,
+)
 from .tiny import PROFILES, SD_V1_SCHEDULER, TinySDConfig, build_tiny_sd, tiny_sd_config
 from .tokenizer import (
     BOS_TOKEN,
@@ -58,8 +77,11 @@ __all__ = [
     "bytes_to_unicode",
     "check_model_folder",
     "default_device",
+    "device_record",
     "demo_model_path",
     "describe_model",
+    "hub_cache_dir",
+    "hub_identity",
     "learn_bpe_merges",
     "load_pipeline",
     "load_text_encoder",
@@ -67,5 +89,8 @@ __all__ = [
     "local_folder",
     "model_identity",
     "native_resolution",
+    "resolve_model",
+    "snapshot_folder",
+    "split_revision",
     "tiny_sd_config",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_text
+from .loading import quiet_torchvision_fallback
 from .tokenizer import build_clip_tokenizer
 
 #: SD v1's DDIM settings (CompVis DDIM sampler: uniform steps + 1, alpha_prev of step 0 kept).
@@ -154,6 +155,8 @@ def build_tiny_sd(
     import tempfile
 
     import torch
+
+    quiet_torchvision_fallback()  # the pipeline's module imports transformers' image processors
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,

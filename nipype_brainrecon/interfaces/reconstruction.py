@@ -54,7 +54,9 @@ class _ReconstructInputSpec(BaseInterfaceInputSpec):
     output_size = traits.Int(desc="resize outputs to this size (px); default the model's own")
     device = traits.Str(desc="torch device (default: CUDA if available, else CPU)")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
-    progress = traits.Bool(False, usedefault=True, desc="show a progress bar")
+    progress = traits.Bool(
+        False, usedefault=True, nohash=True, desc="show a progress bar (not part of the hash)"
+    )
     num_threads = num_threads_trait()
 
 
@@ -82,6 +84,7 @@ class Reconstruct(SimpleInterface):
         import numpy as np
         import pandas as pd
 
+        from ..derivatives import write_json
         from ..diffusion import reconstruct
         from ..diffusion.models import load_pipeline
         from ..errors import DataError
@@ -128,6 +131,8 @@ class Reconstruct(SimpleInterface):
             )
         out = Path(runtime.cwd)
         np.save(out / "images.npy", images)
+        # What made the images, beside them (images.json), for the sidecars of the outputs.
+        write_json(out / "images.json", model_record(pipe.brainrecon_model_id, pipe.device))
         pd.DataFrame({"stim_id": wanted}).to_csv(out / "stimuli.tsv", sep="\t", index=False)
         settings["model"] = str(inputs.model)
         self._results.update(
@@ -137,6 +142,30 @@ class Reconstruct(SimpleInterface):
             threads_file=write_threads_file(threads, out),
         )
         return runtime
+
+
+def model_record(model_id: str, device) -> dict:
+    """``Model`` (its identity: ``ID@<commit>`` for a hub model, ``name@sha256:...`` for a
+    folder), ``Device``, ``TorchVersion`` and ``CUDAVersion`` of a model's outputs (written as
+    ``images.json`` beside ``images.npy``; read by the reconstruction's derivatives writer)."""
+    from ..diffusion.models import device_record
+
+    return {"Model": str(model_id), **device_record(device)}
+
+
+def merge_model_records(paths) -> dict:
+    """The ``images.json`` records of several image arrays as one: each field's value, or the
+    list of its distinct values when the parts differ (chunks run on two GPU models)."""
+    import json
+    from pathlib import Path
+
+    records = [json.loads(Path(p).read_text()) for p in paths if Path(p).is_file()]
+    merged: dict = {}
+    for key in dict.fromkeys(k for r in records for k in r):
+        values = list(dict.fromkeys(json.dumps(r.get(key)) for r in records))
+        decoded = [json.loads(v) for v in values]
+        merged[key] = decoded[0] if len(decoded) == 1 else decoded
+    return merged
 
 
 class _EvaluateInputSpec(BaseInterfaceInputSpec):
@@ -161,6 +190,9 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
 
 class _EvaluateOutputSpec(TraitedSpec):
     metrics_file = File(exists=True, desc="metrics table with chance and baselines (TSV)")
+    per_image_file = File(
+        exists=True, desc="per test image (stim_id): each metric, mean over samples (TSV)"
+    )
     metrics = traits.Dict(desc="metric → value, with chance and baselines")
 
 
@@ -190,16 +222,24 @@ class Evaluate(SimpleInterface):
         if isdefined(inputs.baseline_images_files):
             for name, path in inputs.baseline_images_files.items():
                 baselines[name] = np.load(path)
-        table = evaluate(
+        table, per_image = evaluate(
             originals,
             recon,
             extractors=tuple(inputs.extractors),
             size=inputs.size,
             baselines=baselines,
+            per_image=True,
         )
         out = Path(runtime.cwd) / "metrics.tsv"
         table.to_csv(out, sep="\t", index=True)
-        self._results.update(metrics_file=str(out), metrics=_table_to_dict(table))
+        per_image.insert(0, "stim_id", list(ids))
+        per_image_file = Path(runtime.cwd) / "per_image.tsv"
+        per_image.to_csv(per_image_file, sep="\t", index=False, na_rep="n/a")
+        self._results.update(
+            metrics_file=str(out),
+            per_image_file=str(per_image_file),
+            metrics=_table_to_dict(table),
+        )
         return runtime
 
 
@@ -239,6 +279,11 @@ class ConcatenateImages(SimpleInterface):
         ]
         out = Path(runtime.cwd)
         np.save(out / "images.npy", np.concatenate(arrays, axis=0))
+        sidecars = [Path(f).with_suffix(".json") for f in self.inputs.images_files]
+        if any(p.is_file() for p in sidecars):  # the model and device that made the parts
+            from ..derivatives import write_json
+
+            write_json(out / "images.json", merge_model_records(sidecars))
         pd.concat(tables, ignore_index=True).to_csv(out / "stimuli.tsv", sep="\t", index=False)
         self._results.update(
             images_file=str(out / "images.npy"), stimuli_file=str(out / "stimuli.tsv")
