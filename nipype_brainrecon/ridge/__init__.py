@@ -10,6 +10,8 @@ Modules
 fit
     :func:`fit_ridge_cv`, the entry point: checks, standardisation statistics, voxel or kernel
     form, the decoder.
+banded
+    :func:`fit_banded_ridge_cv`: one alpha per feature space (himalaya's ``BandedRidgeCV``).
 options
     :class:`SolverOptions` (the switches choosing the solver's code paths) and memory sizes.
 cv
@@ -45,6 +47,7 @@ _blas
 """
 
 from .backends import Backend
+from .banded import BandedRidgeFit, banded_alpha_grid, fit_banded_ridge_cv
 from .cv import DEFAULT_ALPHAS, PAPER_ALPHAS, kfold_slices, resolve_alphas
 from .decoder import RidgeDecoder, alpha_histogram
 from .estimator import RidgeDecoderCV
@@ -67,10 +70,13 @@ __all__ = [
     "PAPER_ALPHAS",
     "WIDEN_BYTES",
     "Backend",
+    "BandedRidgeFit",
     "RidgeDecoder",
     "RidgeDecoderCV",
     "SolverOptions",
     "alpha_histogram",
+    "banded_alpha_grid",
+    "fit_banded_ridge_cv",
     "fit_ridge_cv",
     "kfold_slices",
     "load_decoder",
