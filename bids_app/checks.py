@@ -6,7 +6,7 @@ and before it creates ``OUTPUT_DIR``:
 * option values it cannot use (exit 64): ``--random-seed`` outside [0, 2**32 - 1], a ``--device``
   torch does not know or a CUDA device where CUDA is not usable, a ``--use-plugin`` file naming
   no Nipype plugin, a ``--mem`` budget that is not a positive number
-  (:func:`check_options`); a ``--model`` revision missing from the offline cache (exit 66,
+  (:func:`check_options`); a ``--model`` hub id or revision missing from the offline cache (exit 66,
   :func:`check_model_revision`);
 * folders it would write into its inputs (exit 73): ``OUTPUT_DIR``, ``-w/--work-dir`` or
   ``--feature-cache`` inside the BIDS dataset or inside an input derivatives dataset, a work
@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +185,12 @@ def check_options(args: Any) -> None:
 
 
 def check_model_revision(model: str | None) -> None:
-    """Refuse a pinned hub model (``ID@REVISION``) whose revision is not in the local Hugging
-    Face cache while the hub is offline (``HF_HUB_OFFLINE``; :class:`MissingInputError`, exit
-    66, naming the ``huggingface-cli download`` that fetches it). The demo model, folders,
-    unpinned ids and an online hub are left to
+    """Refuse a hub model (``ID`` or ``ID@REVISION``) that is not in the local Hugging Face
+    cache while the hub is offline (``HF_HUB_OFFLINE``; :class:`MissingInputError`, exit 66,
+    naming the ``huggingface-cli download`` that fetches it), before anything is written or
+    run. The demo model, folders and an online hub are left to
     :func:`nipype_brainrecon.diffusion.models.resolve_model`."""
-    if not model or model == "demo" or Path(model).expanduser().exists() or "@" not in model:
+    if not model or model == "demo" or Path(model).expanduser().exists():
         return
     from nipype_brainrecon.diffusion.models import resolve_model
 
@@ -284,6 +284,7 @@ def check_written_paths(
     work_dir: str | os.PathLike | None = None,
     feature_cache: str | os.PathLike | None = None,
     inputs: Iterable[str | os.PathLike] = (),
+    work_option: str = "-w/--work-dir",
 ) -> None:
     """Refuse folders the run would write into its inputs (:class:`OutputError`, exit 73).
 
@@ -292,6 +293,7 @@ def check_written_paths(
     (``inputs``, from :func:`input_datasets`). ``-w/--work-dir`` and ``--feature-cache`` may not
     be anywhere inside the BIDS dataset or an input, nor be a file; the work directory may not be
     inside ``OUTPUT_DIR``. ``bids_dir`` is ``None`` for a clone URL (nothing local to protect).
+    ``work_option`` names the work folder in messages (the default one is not an option given).
     Nothing is created.
     """
     out = _full(output_dir)
@@ -308,7 +310,7 @@ def check_written_paths(
                 f"{output_dir}: output inside the input derivatives dataset {source}; write it "
                 f"to a new folder, e.g. {source.parent / 'brainrecon'}"
             )
-    folders = [("-w/--work-dir", work_dir), ("--feature-cache", feature_cache)]
+    folders = [(work_option, work_dir), ("--feature-cache", feature_cache)]
     for option, given in folders:
         if given is None:
             continue
@@ -322,7 +324,7 @@ def check_written_paths(
                 )
     if work_dir is not None and _inside(_full(work_dir), out):
         raise OutputError(
-            f"{work_dir}: -w/--work-dir inside OUTPUT_DIR {output_dir}, so work files would "
+            f"{work_dir}: {work_option} inside OUTPUT_DIR {output_dir}, so work files would "
             "land in the derivatives; choose a folder outside it"
         )
 
@@ -344,6 +346,7 @@ def check_before_writing(args: Any) -> None:
         work_dir=args.work_dir,
         feature_cache=args.feature_cache,
         inputs=inputs,
+        work_option=getattr(args, "work_option", "-w/--work-dir"),
     )
 
 

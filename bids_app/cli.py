@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +19,13 @@ from nipype_brainrecon.bids_app.checks import (
     validate_bids,
 )
 from nipype_brainrecon.bids_app.parser import EPILOG, build_parser  # noqa: F401 (API)
+from nipype_brainrecon.bids_app.signals import (
+    interruptible,
+    remove_stop_crash_files,
+    resume_message,
+    stop_on_signals,
+)
+from nipype_brainrecon.bids_app.workdir import default_work_dir, work_folder
 from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.errors import (
     EXIT_FAILURE,
@@ -30,12 +37,14 @@ from nipype_brainrecon.errors import (
     OutputError,
     UsageError,
 )
-from nipype_brainrecon.io import output_lock
+from nipype_brainrecon.io import output_lock, recover_swaps
 
 LOGGER = logging.getLogger(__name__)
 
 
 def _model_path(model: str) -> str:
+    """The folder the run loads: the demo model, a local folder, or a hub id (``ID@REVISION``)
+    resolved to its snapshot in the Hugging Face cache (recorded as ``ID@<commit>``)."""
     if model == "demo":
         from nipype_brainrecon.diffusion.models import demo_model_path
 
@@ -137,7 +146,7 @@ def _precomputed(participant) -> tuple[dict | None, dict | None]:
     return betas, {"raw": str(participant.bids_dir), "betas": str(participant.derivatives)}
 
 
-def _collect_participants(args, labels, fmriprep, settings):
+def _collect_participants(args, labels, fmriprep, settings, sizes=None):
     """Collect and pre-flight check each participant; one with bad inputs does not stop the others.
 
     Returns the participants to run and ``{label: error}`` of those left out. With a single
@@ -167,7 +176,9 @@ def _collect_participants(args, labels, fmriprep, settings):
                 stim_template=args.stim_template,
                 trial_filter=args.trial_filter,
             )
-            check_participant(participant, settings, mem_gb=args.mem)
+            checked = check_participant(participant, settings, mem_gb=args.mem)
+            if sizes is not None:  # the data's sizes, for the time estimates
+                sizes[participant.participant] = checked
         except BrainreconError as exc:
             if len(labels) == 1:
                 raise
@@ -181,11 +192,23 @@ def _collect_participants(args, labels, fmriprep, settings):
     return participants, errors
 
 
-def _failure_report(output_dir: Path, label: str, started: float) -> None:
-    """A report of a failed participant that links the crash files of this run."""
-    from nipype_brainrecon.reports import write_participant_report
+def failure_report_path(output_dir: Path, label: str) -> Path:
+    """Where the report of a failed participant goes: ``sub-<label>.html`` when the participant
+    has no outputs yet, else ``logs/sub-<label>_failed-<UTC time>.html`` beside the previous
+    outputs, which a failed rerun leaves as they were."""
+    if not any((output_dir / name).exists() for name in (f"sub-{label}", f"sub-{label}.html")):
+        return output_dir / f"sub-{label}.html"
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return output_dir / "logs" / f"sub-{label}_failed-{stamp}.html"
+
+
+def _failure_report(output_dir: Path, label: str, started: float) -> Path | None:
+    """A report of a failed participant that links the crash files of this run (its path,
+    :func:`failure_report_path`; None if it could not be written)."""
+    from nipype_brainrecon.reports import crash_message, write_participant_report
 
     logs = output_dir / "logs"
+    out_html = failure_report_path(output_dir, label)
     errors = []
     for crash in sorted(logs.glob("crash-*")):
         try:
@@ -196,17 +219,22 @@ def _failure_report(output_dir: Path, label: str, started: float) -> None:
             continue
         if f"sub_{label}_wf" in text:
             node = next((ln for ln in text.splitlines() if ln.startswith("Node:")), "a node")
-            errors.append({"message": f"{node.strip()} failed", "crash_file": str(crash)})
+            error = crash_message(text)  # the one-line error, shown in the report
+            message = f"{node.strip()} failed" + (f": {error}" if error else "")
+            errors.append({"message": message, "crash_file": str(crash)})
     if not errors:
         errors = [f"the workflow of sub-{label} did not finish; see the log"]
     try:
         write_participant_report(
             {"subject": label, "errors": errors},
-            output_dir / f"sub-{label}.html",
-            figures_dir=logs / f"sub-{label}_figures",
+            out_html,
+            figures_dir=logs / f"{out_html.stem}_figures",
+            root=output_dir,
         )
     except Exception as exc:  # the run already failed; a report must not hide why
         LOGGER.warning("sub-%s: failure report not written (%s)", label, exc)
+        return None
+    return out_html
 
 
 def run_participant(args, command: str) -> int:
@@ -223,20 +251,28 @@ def run_participant(args, command: str) -> int:
     fmriprep = derivatives.get("fmriprep") or next(iter(derivatives.values()), None)
     labels = args.participant_label or list_participants(args.bids_dir)
     settings = _settings(args)
-    participants, input_errors = _collect_participants(args, labels, fmriprep, settings)
+    checked: dict = {}  # each participant's sizes, for the time estimates
+    participants, input_errors = _collect_participants(args, labels, fmriprep, settings, checked)
     if not participants:
         raise MissingInputError(f"{args.bids_dir}: no participant to process")
-    init_output_dataset(
-        args.output_dir,
-        bids_dir=args.bids_dir,
-        derivatives={
-            "betas" if args.betas is not None else "fmriprep": participants[0].derivatives,
-            **derivatives,
-        },
-        settings=settings,
-    )
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="brainrecon-work-"))
-    work_dir = work_dir.absolute()
+
+    def init_dataset() -> None:
+        init_output_dataset(
+            args.output_dir,
+            bids_dir=args.bids_dir,
+            derivatives={
+                "betas" if args.betas is not None else "fmriprep": participants[0].derivatives,
+                **derivatives,
+            },
+            settings=settings,
+        )
+
+    # A rerun refreshes the top-level files (CITATION, settings) only once a participant has
+    # succeeded with these settings; a new OUTPUT_DIR gets them first.
+    rerun = (args.output_dir / "dataset_description.json").exists()
+    if not rerun:
+        init_dataset()
+    work_dir = Path(os.path.abspath(args.work_dir or default_work_dir(args.output_dir)))
     nipype_config.update_config(
         {
             "execution": {
@@ -262,55 +298,125 @@ def run_participant(args, command: str) -> int:
                     command=command,
                     omp_nthreads=args.omp_nthreads,
                     datasets=datasets,
+                    progress=sys.stderr.isatty(),  # tqdm bars on a terminal, not in logs/CI
                 )
             ]
         )
+    _write_outputs_every_run(root)
     plugin = plugin_settings(args)
     node_args = plugin.pop("node_args", {})
     set_node_sbatch_args(root, plugin["plugin"], **node_args)
+    _start_logs(args, root, plugin, participants, checked, settings, command, work_dir)
     started = time.time()
     failed = []
     try:
-        root.run(**plugin)
+        with interruptible():  # Nipype may swallow a Ctrl-C: raised again until it gets out
+            root.run(**plugin)
     except RuntimeError as exc:
         failed.append(str(exc))
     if not failed and str(plugin["plugin"]).endswith("Graph"):
+        if rerun:
+            init_dataset()
         # SLURMGraph/SGEGraph/PBSGraph return once every job is submitted with its dependencies.
         print(
             f"participant level submitted to {plugin['plugin']}; outputs appear in "
             f"{args.output_dir} when the jobs end; keep the work directory {work_dir}"
         )
         return EXIT_OK
-    for participant in participants:
-        label = participant.participant
-        report = args.output_dir / f"sub-{label}.html"
-        state = "done" if report.exists() and report.stat().st_mtime >= started - 1 else "FAILED"
-        if state == "FAILED":
-            failed.append(label)
-            _failure_report(args.output_dir, label, started)
-        print(f"sub-{label}: {state}; report: {report}")
+    failed += _participant_states(args.output_dir, participants, started)
+    if rerun and any(p.participant not in failed for p in participants):
+        init_dataset()
     print(f"participant level finished in {time.time() - started:.0f} s")
     for label, exc in input_errors.items():
         print(f"sub-{label}: NOT RUN ({exc})")
     if failed or input_errors:
-        crashes = f"; crash files in {args.output_dir / 'logs'}" if failed else ""
+        crashes = _crash_text(args.output_dir / "logs", started, work_dir) if failed else ""
         n_failed = sum(p.participant in failed for p in participants) + len(input_errors)
         print(
             f"error: {max(n_failed, 1)} participant(s) failed{crashes}",
             file=sys.stderr,
         )
         return EXIT_FAILURE if failed else next(iter(input_errors.values())).exit_code
-    if not args.work_dir:
-        shutil.rmtree(work_dir, ignore_errors=True)
     return EXIT_OK
+
+
+def _start_logs(args, root, plugin, participants, checked, settings, command, work_dir):
+    """Create the run's log files (``logs/sub-<label>_<date>.log``) and attach the stage lines
+    with their time estimates (:mod:`nipype_brainrecon.bids_app.plan`)."""
+    from nipype_brainrecon import __version__
+    from nipype_brainrecon.bids_app.logs import PROGRESS_LOGGER, start_run_logs
+    from nipype_brainrecon.bids_app.plan import attach_stage_lines
+
+    shown = logging.getLogger(PROGRESS_LOGGER)  # on the terminal at every verbosity
+    for prefix, path in start_run_logs(f"sub-{p.participant}" for p in participants).items():
+        shown.info("%s: log file %s", prefix, path)
+    LOGGER.info("brainrecon %s: %s", __version__, command, extra={"file_only": True})
+    LOGGER.info("work folder: %s", work_dir, extra={"file_only": True})
+    estimates = attach_stage_lines(
+        root,
+        plugin,
+        participants,
+        checked,
+        settings,
+        threads=args.omp_nthreads,
+        parallel=args.nprocs or os.cpu_count() or 1,
+    )
+    for label, stages in estimates.items():
+        total = sum(s.seconds for s in stages)
+        LOGGER.info("sub-%s: estimated %.0f s in all (%s)", label, total, ", ".join(
+            f"{s.stage} {s.seconds:.0f} s" for s in stages
+        ), extra={"file_only": True})  # fmt: skip
+
+
+def _crash_text(logs_dir: Path, started: float, work_dir: Path) -> str:
+    """``; crash files: ...; work folder kept: ...`` for the error line of a failed run."""
+    from nipype_brainrecon.bids_app.logs import crash_files
+
+    crashes = crash_files(logs_dir, started)
+    names = ", ".join(str(c) for c in crashes) if crashes else f"none in {logs_dir}"
+    text = f"; crash files: {names}; work folder kept: {work_dir}"
+    LOGGER.error("participant level failed%s", text, extra={"file_only": True})
+    return text
+
+
+def _write_outputs_every_run(workflow) -> None:
+    """The nodes that write into OUTPUT_DIR (the assembly of ``sub-<label>/``, the report, the
+    encoding maps) run on every run, even when their inputs are cached in the work folder: a
+    rerun with the same ``-w`` rewrites the outputs it reports. Other nodes stay cached."""
+    from nipype_brainrecon.interfaces.derivatives import AssembleDerivatives
+    from nipype_brainrecon.interfaces.encoding import WriteEncodingDerivatives
+    from nipype_brainrecon.interfaces.reports import ParticipantReport
+
+    writers = (AssembleDerivatives, ParticipantReport, WriteEncodingDerivatives)
+    for name in workflow.list_node_names():
+        node = workflow.get_node(name)
+        if isinstance(node.interface, writers):
+            node.overwrite = True
+
+
+def _participant_states(output_dir: Path, participants, started: float) -> list[str]:
+    """Print each participant's state; write a failure report for those that failed (their
+    labels are returned). Done: the report was written by this run."""
+    failed = []
+    for participant in participants:
+        label = participant.participant
+        report = output_dir / f"sub-{label}.html"
+        state = "done" if report.exists() and report.stat().st_mtime >= started - 1 else "FAILED"
+        if state == "FAILED":
+            failed.append(label)
+            report = _failure_report(output_dir, label, started) or report
+        print(f"sub-{label}: {state}; report: {report}")
+    return failed
 
 
 def run_group(args) -> int:
     """Gather per-subject metrics into one table and a group report."""
     from nipype_brainrecon.reports.group import write_group_outputs
 
+    LOGGER.info("group level of %s", args.output_dir, extra={"file_only": True})
     out = write_group_outputs(args.output_dir, participants=args.participant_label)
     print(f"group table: {out['table']}; report: {out['report']}")
+    LOGGER.info("group table: %s; report: %s", out["table"], out["report"], extra={"file_only": True})
     return EXIT_OK
 
 
@@ -353,17 +459,64 @@ def _participant_locks(args):
         yield
 
 
+def _run_logs(args, prefixes=None):
+    """The run's log files in OUTPUT_DIR/logs: ``group`` (created now) or one per participant
+    (``sub-<label>``, created by the run once its checks passed)."""
+    from nipype_brainrecon.bids import list_participants, normalize_participant_label
+    from nipype_brainrecon.bids_app.logs import run_log
+
+    if prefixes is not None:
+        return run_log(args.output_dir / "logs", prefixes, args.verbose, start=True)
+    labels = args.participant_label or list_participants(args.bids_dir)
+    labels = sorted({normalize_participant_label(label) for label in labels})
+    logs = args.output_dir / "logs"
+    return run_log(logs, [f"sub-{label}" for label in labels], args.verbose, labels=labels)
+
+
 def configure_logging(verbose: int) -> None:
-    """Messages of the ``nipype_brainrecon`` logger tree on stderr: warnings, ``-v`` info,
-    ``-vv`` debug."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
-    logging.getLogger(__name__).setLevel(level)
+    """Timestamped lines of every logger (ours, Nipype's) once each on stderr: warnings, ``-v``
+    info, ``-vv`` debug, stage lines always (:mod:`nipype_brainrecon.bids_app.logs`)."""
+    from nipype_brainrecon.bids_app.logs import configure_logging as configure
+
+    configure(verbose)
+
+
+def _dry_run(args) -> int:
+    """``--dry-run``: check the inputs, print the plan with time and memory estimates per
+    stage (:mod:`nipype_brainrecon.bids_app.plan`); nothing is written."""
+    from nipype_brainrecon.bids import list_participants
+    from nipype_brainrecon.bids_app.plan import estimate_run, format_plan, participant_sizes
+
+    args.bids_dir = Path(args.bids_dir)
+    if not (args.bids_dir / "dataset_description.json").is_file():
+        raise MissingInputError(
+            f"{args.bids_dir}: not a local BIDS dataset (--dry-run reads a folder; "
+            "get a DataLad dataset first)"
+        )
+    if args.analysis_level == "group":
+        print(f"plan: the group level gathers the participants' metrics in {args.output_dir} "
+              "(seconds); nothing is written")  # fmt: skip
+        return EXIT_OK
+    derivatives = dict(args.derivatives or [])
+    fmriprep = derivatives.get("fmriprep") or next(iter(derivatives.values()), None)
+    labels = args.participant_label or list_participants(args.bids_dir)
+    settings, checked = _settings(args), {}
+    participants, errors = _collect_participants(args, labels, fmriprep, settings, checked)
+    sizes = {p.participant: participant_sizes(p, checked[p.participant]) for p in participants}
+    estimates = estimate_run(sizes, settings, threads=args.omp_nthreads)
+    parallel = args.nprocs or os.cpu_count() or 1
+    print(format_plan(estimates, sizes, settings, parallel=parallel, work_dir=args.work_dir))
+    for label, exc in errors.items():
+        print(f"sub-{label}: NOT RUN ({exc})")
+    return next(iter(errors.values())).exit_code if errors else EXIT_OK
 
 
 def _run(parser, args, command: str, logs: list) -> int:
     """Check, prepare and run one analysis level; ``logs`` gets OUTPUT_DIR/logs once it is
     known not to lie inside the inputs (where an unexpected error may be saved)."""
+    if args.analysis_level == "participant" and args.work_dir is None:
+        args.work_dir = default_work_dir(args.output_dir)  # persistent: a stopped run resumes
+        args.work_option = "the default work folder (give another with -w/--work-dir)"
     check_before_writing(args)
     if args.analysis_level == "participant" and args.betas is not None:
         from nipype_brainrecon.bids_app.preflight import check_betas_dataset
@@ -374,6 +527,8 @@ def _run(parser, args, command: str, logs: list) -> int:
                 "run the encoding analysis on the BOLD route (without --betas)"
             )
         args.participant_label = check_betas_dataset(args.betas, args.participant_label)
+    if getattr(args, "dry_run", False):
+        return _dry_run(args)
     logs.append(args.output_dir / "logs")
     prepared = record = None
     if args.analysis_level == "participant":
@@ -381,7 +536,7 @@ def _run(parser, args, command: str, logs: list) -> int:
     args.bids_dir = Path(args.bids_dir)
     _check_paths(args.bids_dir, args.output_dir)
     if args.analysis_level == "group":
-        with output_lock(args.output_dir, "group"):
+        with output_lock(args.output_dir, "group"), _run_logs(args, ["group"]):
             return run_group(args)
     if not args.skip_bids_validation:
         if prepared is not None and not prepared.complete:
@@ -395,7 +550,8 @@ def _run(parser, args, command: str, logs: list) -> int:
         from nipype_brainrecon.bids_app.datalad_run import run_recorded
 
         return run_recorded(parser, args, inputs=prepared, settings=_settings(args))
-    with _participant_locks(args):
+    with _participant_locks(args), work_folder(args.work_dir), _run_logs(args):
+        recover_swaps(args.output_dir)  # a previous run killed while replacing outputs
         return run_participant(args, command)
 
 
@@ -412,13 +568,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging(args.verbose)
         command = shlex.join(["brainrecon", *(sys.argv[1:] if argv is None else argv)])
-        return _run(parser, args, command, logs)
+        with stop_on_signals():
+            return _run(parser, args, command, logs)
     except BrainreconError as exc:
         print(f"brainrecon: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("brainrecon: interrupted", file=sys.stderr)
-        return EXIT_FAILURE
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (bids_app.signals): 130 or 143
+        remove_stop_crash_files(logs[0] if logs else None)
+        line, code = resume_message(exc, getattr(args, "work_dir", None))
+        print(line, file=sys.stderr)
+        return code
     except Exception as exc:  # the last guard: no traceback reaches the user
         crash = save_crash_file(exc, logs[0] if logs else None, command)
         where = f"details in {crash}" if crash else "no crash file could be written"

@@ -264,7 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         "`datalad run` record (default: when OUTPUT_DIR already is a dataset)",
     )
     g = parser.add_argument_group("performance")
-    g.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory")
+    g.add_argument(
+        "-w",
+        "--work-dir",
+        type=Path,
+        help="Nipype working directory, kept after the run: rerunning the same command with "
+        "the same -w resumes a stopped run (default: ./work, or OUTPUT_DIR_work when ./work "
+        "would lie inside OUTPUT_DIR)",
+    )
     g.add_argument("--nprocs", "--nthreads", type=_positive_int, help="processes (MultiProc)")
     g.add_argument("--omp-nthreads", type=_positive_int, default=1, help="threads per process")
     g.add_argument("--mem", "--mem-gb", type=float, help="memory budget in GB")

@@ -17,6 +17,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_clone(tmp_path_factory: pytest.TempPathFactory):
+    """Every test runs from a temporary folder: what a run writes relative to the working
+    folder (the default ``./work``) never lands in the clone."""
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(cwd)
+
+
 #: Derivative file types whose bytes must repeat between runs with the same seed.
 OUTPUT_SUFFIXES = frozenset({".png", ".tsv", ".npy", ".safetensors", ".gz"})
 

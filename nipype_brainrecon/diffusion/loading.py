@@ -108,8 +108,9 @@ def _source_and_kwargs(model: str | os.PathLike, offline: bool | None) -> tuple[
 def not_cached_error(repo: str, revision: str | None) -> MissingInputError:
     """The one-line error of a hub model (at a revision) missing from the offline cache."""
     rev = revision or "main"
+    given = repo if revision is None else f"{repo}@{rev}"
     return MissingInputError(
-        f"--model {repo}@{rev}: revision {rev!r} of {repo} is not in the local Hugging Face "
+        f"--model {given}: revision {rev!r} of {repo} is not in the local Hugging Face "
         f"cache ({hub_cache_dir()}) and the hub is offline (HF_HUB_OFFLINE); fetch it with "
         f"`huggingface-cli download {repo} --revision {rev}` where the network is reachable, "
         "or pass a local diffusers folder"
@@ -134,15 +135,12 @@ def resolve_model(model: str | os.PathLike, *, offline: bool | None = None) -> s
     the cache's ``refs/`` resolve it; online, as ``from_pretrained`` would fetch it (only the
     files a reconstruction loads; nothing when the cache is up to date).
 
-    An unpinned hub id (no ``@REVISION``) missing from the cache while offline is returned as
-    given: loading it fails as before (:func:`load_pipeline`).
-
     Raises
     ------
     MissingInputError
-        (exit 66) A folder that does not exist; a pinned revision that is not in the cache
-        while offline, or any revision the hub does not have; the message says how to fetch
-        it.
+        (exit 66) A folder that does not exist; a hub id (pinned or not) that is not in the
+        cache while offline, or any revision the hub does not have; the message says how to
+        fetch it.
     """
     repo, revision = split_revision(model)
     folder = local_folder(model if revision is None else repo)
@@ -152,8 +150,6 @@ def resolve_model(model: str | os.PathLike, *, offline: bool | None = None) -> s
     if _is_offline(offline):
         if cached is not None:
             return str(cached)
-        if revision is None:  # unpinned: the loaders say it is not cached, as before
-            return repo
         raise not_cached_error(repo, revision)
     from diffusers import StableDiffusionImg2ImgPipeline
 

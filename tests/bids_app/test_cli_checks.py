@@ -183,7 +183,7 @@ def test_new_folder_under_bids_derivatives_allowed(ds, tmp_path, capsys):
         ds, out, work_dir=tmp_path / "work", feature_cache=tmp_path / "c", inputs=input_datasets(ds)
     )
     before = tree_digest(ds)
-    code = main([str(ds), str(out), "participant", "--participant-label", "99", "--nprocs", "1"])
+    code = main([str(ds), str(out), "participant", "--participant-label", "99", *BASE[2:]])
     assert code == EXIT_USAGE and "participant '99' not found" in capsys.readouterr().err
     assert tree_digest(ds) == {**before, "derivatives/brainrecon": "dir"}
 
@@ -261,9 +261,13 @@ def test_bad_option_values_refused(name, ds, tmp_path, capsys, monkeypatch):
 def test_good_option_values_pass(tmp_path):
     parser = build_parser()
     for seed in ("0", str(MAX_SEED)):
-        check_options(parser.parse_args(["b", "o", "participant", "--random-seed", seed]))
+        check_options(
+            parser.parse_args(["b", "o", "participant", "--random-seed", seed, "--model", "demo"])
+        )
     plugin = _plugin(tmp_path, "Linear")
-    args = parser.parse_args(["b", "o", "participant", "--device", "cpu", "--mem", "0.5"])
+    args = parser.parse_args(
+        ["b", "o", "participant", "--device", "cpu", "--mem", "0.5", "--model", "demo"]
+    )
     args.use_plugin = plugin
     check_options(args)
     assert plugin_settings(args)["plugin"] == "Linear"
@@ -319,7 +323,8 @@ def test_keyboard_interrupt_kept(ds, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("nipype_brainrecon.bids.collect_participant", interrupt)
     capsys.readouterr()
     code = main([str(ds), str(tmp_path / "out"), "participant", *BASE])
-    assert code == EXIT_FAILURE and capsys.readouterr().err == "brainrecon: interrupted\n"
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1 and "stopped by SIGINT" in err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,3 +362,20 @@ def test_stimuli_with_one_output_label_refused(ds, tmp_path, capsys):
     assert line.startswith(str(ds)) and re.search(expected, line), line
     assert line.endswith("; rename one")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_uncached_hub_model_refused_before_anything_runs(ds, tmp_path, capsys, monkeypatch):
+    """Offline, a hub id missing from the local cache is refused with 66 in the checks: no
+    output or work folder is created (it once ran the betas first and failed with 1)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    before = tree_digest(ds)
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = [str(ds), str(out), "participant", *BASE, "-w", str(work)]
+    args[args.index("demo")] = "brainrecon-tests/absent-model"
+    capsys.readouterr()
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 66 and err.count("\n") == 1
+    assert "--model brainrecon-tests/absent-model: " in err and "huggingface-cli download" in err
+    assert not out.exists() and not work.exists() and tree_digest(ds) == before

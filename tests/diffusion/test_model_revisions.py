@@ -233,10 +233,15 @@ def test_reconstruction_sidecar_records_model_and_device(fake_hub, tmp_path, mon
     assert merged["Model"] == expected["Model"]
 
 
-def test_unpinned_uncached_id_is_left_to_the_loader(fake_hub, no_network):
-    """Without ``@REVISION`` an id missing from the offline cache is not resolved; loading it
-    fails as it always did (not in the cache, offline)."""
-    assert models.resolve_model("brainrecon-tests/elsewhere") == "brainrecon-tests/elsewhere"
+def test_unpinned_uncached_id_is_refused_before_the_run(fake_hub, no_network):
+    """Without ``@REVISION`` too, an id missing from the offline cache is refused when it is
+    resolved (before any node runs), naming how to fetch it; loading it fails as it always did."""
+    with pytest.raises(MissingInputError) as refused:
+        models.resolve_model("brainrecon-tests/elsewhere")
+    assert str(refused.value).startswith("--model brainrecon-tests/elsewhere: ")
+    assert "huggingface-cli download brainrecon-tests/elsewhere --revision main" in str(
+        refused.value
+    )
     with pytest.raises(MissingInputError, match="not in the local Hugging Face cache"):
         models.load_vae("brainrecon-tests/elsewhere", device="cpu")
     assert no_network == []
