@@ -416,7 +416,9 @@ def run_group(args) -> int:
     LOGGER.info("group level of %s", args.output_dir, extra={"file_only": True})
     out = write_group_outputs(args.output_dir, participants=args.participant_label)
     print(f"group table: {out['table']}; report: {out['report']}")
-    LOGGER.info("group table: %s; report: %s", out["table"], out["report"], extra={"file_only": True})
+    LOGGER.info(
+        "group table: %s; report: %s", out["table"], out["report"], extra={"file_only": True}
+    )
     return EXIT_OK
 
 
