@@ -6,8 +6,12 @@ DEMO_OUT ?= brainrecon-demo
 
 .PHONY: demo test install clean
 
+# setuptools tells every editable install of this layout (nipype_brainrecon.workflows = workflows/)
+# "Editable installation. Please be careful with folders ..." as a 10-line BuildBackendWarning
+# block; PYTHONWARNINGS drops exactly that notice (its message), every other warning still shows.
 install:
-	@bash tools/setup_venv.sh "$(VENV)"
+	@PYTHONWARNINGS="ignore:Editable installation$${PYTHONWARNINGS:+,$$PYTHONWARNINGS}" \
+		bash tools/setup_venv.sh "$(VENV)"
 
 demo: install
 	@bash tools/demo.sh "$(VENV)" "$(DEMO_OUT)"

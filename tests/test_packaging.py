@@ -8,6 +8,7 @@ setuptools builds it, as ``pip install -e .`` does in ``tools/setup_venv.sh``.
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,148 @@ def test_the_editable_build_is_quiet_too(built, tmp_path):
     assert list(tmp_path.glob("*.whl")), log
     for mark in WARNING_MARKS:
         assert mark not in log, log
+
+
+# ---- the Docker image's constraints: tools/constraints-docker.txt ----
+DOCKER_CONSTRAINTS = ROOT / "tools" / "constraints-docker.txt"
+# What the Dockerfile's build stage installs with pip besides the package ("/src[datalad]", whose
+# requirements come from setup.cfg) and the build backend.
+DOCKER_INSTALLS = ("bids-validator-deno", "pip")
+# torch's accelerator packages (PyPI's CUDA build): the torch wheel pins them, the file does not.
+UNPINNED = re.compile(r"^(nvidia-|cuda-|triton$)")
+
+
+def _image_requirements() -> list[str]:
+    """setup.cfg's install_requires and [datalad] extra, then DOCKER_INSTALLS."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = cfg["options"]["install_requires"].splitlines()
+    lines += cfg["options.extras_require"]["datalad"].splitlines()
+    return [line.strip() for line in lines if line.strip()] + list(DOCKER_INSTALLS)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {
+        canonicalize_name(name): version
+        for name, _, version in (line.partition("==") for line in lines if line)
+    }
+
+
+def _build_requires() -> list[str]:
+    """The names in pyproject.toml's ``[build-system] requires`` (setuptools, wheel)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^requires\s*=\s*\[(.*?)\]", text, re.M | re.S)
+    assert block, "pyproject.toml: no [build-system] requires"
+    return [re.split(r"[<>=!~ \[;]", r)[0] for r in re.findall(r'"([^"]+)"', block.group(1))]
+
+
+def docker_closure(roots=None) -> dict[str, str]:
+    """Name -> version in this environment of every distribution that ``pip install roots``
+    brings, following the installed metadata (markers evaluated for this interpreter)."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    roots = _image_requirements() if roots is None else roots
+    todo, seen, found = [Requirement(r) for r in roots], set(), {}
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if (name, frozenset(req.extras)) in seen or UNPINNED.match(name):
+            continue
+        seen.add((name, frozenset(req.extras)))
+        dist = distribution(req.name)  # PackageNotFoundError: not installed here
+        found[name] = dist.version.split("+")[0]  # torch 2.13.0+cpu is pinned as 2.13.0
+        for line in dist.requires or []:
+            sub = Requirement(line)
+            if sub.marker is None:
+                todo.append(sub)
+            elif any(sub.marker.evaluate({"extra": e}) for e in req.extras) or (
+                "extra" not in str(sub.marker) and sub.marker.evaluate({"extra": ""})
+            ):
+                todo.append(sub)
+    found.pop("nipype-brainrecon", None)
+    return found
+
+
+def test_the_docker_constraints_pin_every_requirement_of_the_image():
+    from importlib.metadata import PackageNotFoundError
+
+    try:
+        needed = docker_closure()
+    except PackageNotFoundError as exc:  # pragma: no cover - an environment without the extras
+        pytest.skip(f"{exc} is not installed here (install the [test] extra)")
+    pins = _pins(DOCKER_CONSTRAINTS)
+    missing = sorted(set(needed) - set(pins))
+    assert not missing, (
+        f"{DOCKER_CONSTRAINTS.name} lacks {missing}: regenerate it "
+        "(python tests/test_packaging.py --docker-constraints)"
+    )
+    assert set(_build_requires()) <= set(pins), _build_requires()
+    ci = _pins(ROOT / "tools" / "constraints-ci.txt")
+    assert pins["torch"] == ci["torch"], "the image must ship the torch CI tests"
+    assert all(v and v[0].isdigit() for v in pins.values()), "pins are name==version"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "PIP_CONSTRAINT=/src/tools/constraints-docker.txt" in dockerfile
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--docker-constraints"]:
+    # Print tools/constraints-docker.txt anew: its comment lines, then this environment's pins
+    # (build requirements not installed here keep their current pin).
+    old = _pins(DOCKER_CONSTRAINTS)
+    new = docker_closure()
+    for name in _build_requires():
+        try:
+            new.setdefault(name, docker_closure((name,))[name])
+        except Exception:  # not installed here (wheel): keep the current pin
+            new.setdefault(name, old[name])
+    for line in DOCKER_CONSTRAINTS.read_text().splitlines():
+        if line.startswith("#"):
+            print(line)
+    for name in sorted(new):
+        print(f"{name}=={new[name]}")
+
+
+_TORCHVISION_PROBE = """
+import json, logging
+from nipype_brainrecon.diffusion import loading  # installs the filter
+
+seen = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        seen.append(record.getMessage())
+
+log = logging.getLogger("transformers.utils.import_utils")
+log.addHandler(Keep())
+from diffusers import StableDiffusionImg2ImgPipeline  # imports CLIPImageProcessor
+import transformers
+quiet = list(seen)
+log.filters.clear()  # the control: without the filter the note reaches handlers
+transformers.ViTImageProcessor
+print(json.dumps({"quiet": quiet, "control": seen[len(quiet):]}))
+"""
+
+
+def test_no_torchvision_fallback_warning_when_the_pipeline_loads():
+    """transformers 5 without torchvision logs '`CLIPImageProcessor` requires torchvision ...'
+    when diffusers' img2img pipeline is imported; loading.py drops exactly that note."""
+    import json
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _TORCHVISION_PROBE], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not any("requires torchvision" in m for m in got["control"]):
+        pytest.skip(
+            "this transformers does not fall back (torchvision installed or transformers 4)"
+        )
+    assert not [m for m in got["quiet"] if "requires torchvision" in m], got["quiet"]
+    printed = [line for line in proc.stderr.splitlines() if "requires torchvision" in line]
+    assert all("`ViTImageProcessor`" in line for line in printed), printed  # the control's only

@@ -2,7 +2,9 @@
 # Build the BIDS App image without Docker Hub and check it against the host install:
 #   1. `docker run IMAGE --version` and the image labels give the package version;
 #   2. a participant run in the container (input mounted read-only, model mounted read-only, no
-#      network, a uid with no passwd entry) gives the same outputs as the same run on the host.
+#      network, a uid with no passwd entry) gives the same outputs as the same run on the host;
+#   3. a `--datalad` participant run in the container, its input a clone URL of a DataLad dataset,
+#      exits 0 and leaves a DataLad output dataset with a run record (and the host run's images).
 # The base image is debootstrapped Debian bookworm (python 3.11, like the CPU torch wheel on disk),
 # the engine a private dockerd on scratch folders, stopped and removed on exit.
 #
@@ -49,8 +51,10 @@ tmp=$(mktemp -d /tmp/brainrecon-docker.XXXXXX)
 run=$tmp/run
 mkdir -p "$run"
 host_pid=
+dl_pid=
 cleanup() {
   local rc=$?
+  if [ -n "$dl_pid" ]; then kill "$dl_pid" 2>/dev/null || true; fi
   if [ -n "$host_pid" ]; then
     pkill -P "$host_pid" 2>/dev/null || true
     kill "$host_pid" 2>/dev/null || true
@@ -102,6 +106,25 @@ build_tiny_sd(sys.argv[1], profile="demo")
 EOF
 # save_pretrained leaves some weight files 0600: open them to the container's uid.
 chmod -R a+rX "$tmp/models"
+# The --datalad run's input: the same dataset as a DataLad dataset (every file annexed), which the
+# container clones by URL into its output dataset (sourcedata/raw) and gets only what it reads.
+gitconfig=$tmp/gitconfig
+printf '[user]\n\tname = docker test\n\temail = docker-test@example.org\n[safe]\n\tdirectory = *\n' \
+  >"$gitconfig"
+cp -a "$tmp/bids" "$tmp/origin"
+GIT_CONFIG_GLOBAL=$gitconfig GIT_CONFIG_NOSYSTEM=1 python - "$tmp/origin" >"$tmp/origin.log" 2>&1 <<'EOF' || {
+import sys
+
+import datalad.api as dl
+
+ds = dl.create(sys.argv[1], force=True, result_renderer="disabled")
+ds.save(message="simulated input", result_renderer="disabled")
+assert not ds.repo.dirty
+EOF
+  tail -20 "$tmp/origin.log"
+  fail "making the DataLad input dataset (is datalad installed in $venv?)"
+}
+chmod -R a+rX "$tmp/origin"
 phase dataset "$t"
 
 settings=(participant --samples 1 --steps 10 --nprocs 1 --omp-nthreads 1)
@@ -157,6 +180,17 @@ DOCKER_BUILDKIT=0 $docker build --network host -t "$image" \
 }
 size=$($docker image inspect -f '{{.Size}}' "$image")
 say "built $image ($((size / 1000000)) MB)"
+# The CUDA flavour's build arguments: a TORCH_VERSION other than the pin must stop the build
+# before anything is installed (the build stage's layers are cached; this takes seconds).
+if DOCKER_BUILDKIT=0 $docker build --network host --force-rm --target build \
+  --build-arg BASE_IMAGE=local/bookworm-python --build-arg VERSION="$version" \
+  --build-arg TORCH_VERSION=0.0.1 --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 \
+  "$ctx" >"$tmp/build-torch-mismatch.log" 2>&1; then
+  fail "the build accepted TORCH_VERSION=0.0.1 against the constraints' torch==$torch_version"
+fi
+grep -q "TORCH_VERSION=0.0.1 differs from torch==$torch_version" "$tmp/build-torch-mismatch.log" ||
+  fail "TORCH_VERSION mismatch: no message (see $tmp/build-torch-mismatch.log)"
+say "TORCH_VERSION=0.0.1 (CUDA index) refused: differs from torch==$torch_version"
 phase build "$t"
 
 # ---- 1. version and labels ----
@@ -175,6 +209,21 @@ if [ -f nipype_brainrecon/data/demo_model/model_index.json ]; then
   say "demo model present in the image"
 fi
 phase version "$t"
+
+# ---- 3. (started now, checked at the end) a --datalad participant run in the container ----
+# Input: a clone URL of the read-only DataLad dataset; the output becomes a DataLad dataset.
+mkdir -p "$tmp/out-datalad"
+chown "$run_uid" "$tmp/out-datalad"
+(
+  t0=$(date +%s)
+  rc=0
+  $docker run --rm --network none -u "$run_uid" -e OMP_NUM_THREADS=1 -e MKL_NUM_THREADS=1 \
+    -v "$tmp/origin:/mnt/origin:ro" -v "$tmp/models:/mnt/models:ro" \
+    -v "$tmp/out-datalad:/mnt/out" "$image" file:///mnt/origin /mnt/out "${settings[@]}" \
+    --model /mnt/models/tiny-sd --datalad >"$tmp/datalad.log" 2>&1 || rc=$?
+  echo "$rc $(($(date +%s) - t0))" >"$tmp/datalad.status"
+) &
+dl_pid=$!
 
 # ---- 2. participant level in the container vs on the host ----
 t=$(date +%s)
@@ -228,7 +277,12 @@ def norm(text: str) -> str:
 
 
 def files(top: Path) -> set[str]:
-    return {str(p.relative_to(top)) for p in top.rglob("*") if p.is_file()}
+    """Output files but the run logs, which are named by their start time."""
+    return {
+        str(p.relative_to(top))
+        for p in top.rglob("*")
+        if p.is_file() and not (p.parent.name == "logs" and p.suffix == ".log")
+    }
 
 
 def same_json(a: Path, b: Path) -> bool:
@@ -289,3 +343,58 @@ EOF
 phase compare "$t"
 [ "$status" = 0 ] || fail "container outputs differ from the host's"
 say "OK: the container reproduces the host run"
+
+# ---- 3. the --datalad run: exit 0, a DataLad output dataset with the participant's run record ----
+t=$(date +%s)
+wait "$dl_pid" || true
+dl_pid=
+read -r dl_rc dl_seconds <"$tmp/datalad.status"
+echo "[time] docker datalad run: $dl_seconds s"
+[ "$dl_rc" = 0 ] || {
+  tail -30 "$tmp/datalad.log"
+  fail "--datalad participant run in the container exited $dl_rc"
+}
+grep '^datalad: fetched' "$tmp/datalad.log" || true
+GIT_CONFIG_GLOBAL=$gitconfig GIT_CONFIG_NOSYSTEM=1 python - "$tmp/out-datalad" "$tmp/origin" \
+  "$tmp/out-host" <<'EOF' || fail "the --datalad run's output dataset"
+"""The output is a clean DataLad dataset whose HEAD is sub-01's run record; same images as the host."""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import datalad.api as dl
+
+from nipype_brainrecon import datalad as brd
+
+out, origin, host = (Path(p) for p in sys.argv[1:4])
+assert brd.is_dataset(out), f"{out}: not a DataLad dataset"
+ds = dl.Dataset(str(out))
+assert not ds.repo.dirty, f"{out}: uncommitted changes"
+subs = ds.subdatasets(result_renderer="disabled", result_xfm="relpaths")
+assert subs == ["sourcedata/raw"], subs
+run = brd.run_record(out)
+rec = run.record
+assert rec["exit"] == 0 and run.message.endswith("participant sub-01"), (run.message, rec["exit"])
+assert " sourcedata/raw . participant" in rec["cmd"] and "--participant-label 01" in rec["cmd"], rec
+assert rec["outputs"] == brd.participant_outputs("01"), rec["outputs"]
+assert rec["brainrecon"]["sources"]["raw"]["id"] == dl.Dataset(str(origin)).id
+inputs = rec["inputs"]
+assert any(p.endswith("_desc-preproc_bold.nii.gz") for p in inputs), inputs
+
+
+def pngs(top):
+    return {
+        str(p.relative_to(top)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in top.glob("sub-01/**/*.png")
+    }
+
+
+a, b = pngs(host), pngs(out)
+assert a and a == b, f"PNG reconstructions differ from the host run: {sorted(set(a) ^ set(b))}"
+print(f"datalad: {out.name} is a DataLad dataset; HEAD {run.commit[:8]} '{run.message}'")
+print(f"  record: exit {rec['exit']}, {len(inputs)} inputs, outputs {rec['outputs']}")
+print(f"  {len(a)} PNG images byte-identical with the host run's")
+EOF
+phase datalad-check "$t"
+say "OK: --datalad run in the container recorded"
