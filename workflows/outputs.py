@@ -13,6 +13,7 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from nipype_brainrecon.derivatives import task_label
 from nipype_brainrecon.interfaces.derivatives import (
     AssembleDerivatives,
     BetasDerivatives,
@@ -79,7 +80,11 @@ def connect_participant_derivatives(
     decoders = {
         target: _local(
             DecoderDerivatives(
-                **common, space=participant.space, target=target, bold_files=bold_files
+                **common,
+                space=participant.space,
+                target=target,
+                bold_files=bold_files,
+                task=task_label([r.entities.get("task", "") for r in runs]),
             ),
             f"ds_decoder_{target}",
         )

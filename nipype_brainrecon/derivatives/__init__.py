@@ -9,18 +9,19 @@ Layout (see ``docs/outputs.md``)::
       sub-<label>/
         func/  sub-<label>_<run entities>_space-<space>_desc-<method>_betas.nii.gz (+ .json)
                sub-<label>_<run entities>_desc-<method>_trials.tsv
-               sub-<label>_space-<space>_label-<roi>_mask.nii.gz (+ .json)
+               sub-<label>_task-<t>_space-<space>_label-<roi>_mask.nii.gz (+ .json)
                sub-<label>_task-<t>_space-<space>_desc-<feature><Stat>_statmap.nii.gz (+ .json)
                sub-<label>_task-<t>_desc-encoding_rois.tsv (+ .json)   (with --encoding)
         decoding/  sub-<label>_target-<z|c>_roi-<roi>_decoder.safetensors (+ .json)
-                   sub-<label>_target-<z|c>_roi-<roi>_predicted.npy, ..._scores.json
+                   sub-<label>_target-<z|c>_roi-<roi>_predicted.npy (+ .json: scores)
                    sub-<label>_stimuli.tsv (test stimuli, row order of the arrays)
         recon/     sub-<label>_stim-<id>_sample-<k>_recon.png
         sub-<label>_desc-reconstruction_metrics.tsv (+ .json)
         figures/   report figures
       group_metrics.tsv (+ .json), group.html      (group level)
 
-Files the BIDS specification does not define are listed in ``.bidsignore``.
+Files the BIDS specification cannot express yet are listed in ``.bidsignore`` (each pattern
+justified in ``docs/outputs.md``); the rest is checked by the BIDS validator.
 
 No output holds an absolute path of the machine: inputs are ``bids:<dataset>:<path>`` URIs
 (``DatasetLinks`` locates the datasets relative to the output), outputs are relative paths, the
@@ -51,6 +52,7 @@ from .layout import (
     label,
     run_prefix,
     subject_metrics_name,
+    task_label,
 )
 from .portable import (
     dataset_links,
@@ -101,5 +103,6 @@ __all__ = [
     "stage_decoder",
     "stage_reconstructions",
     "subject_metrics_name",
+    "task_label",
     "write_json",
 ]

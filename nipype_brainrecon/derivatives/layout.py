@@ -10,19 +10,17 @@ PIPELINE_NAME = "nipype-brainrecon"
 BIDS_VERSION = "1.10.0"
 
 BIDSIGNORE = """\
-# Files of nipype-brainrecon that the BIDS specification does not define
+# What BIDS cannot express yet; each pattern is justified in docs/outputs.md
 *.html
 logs/
 sub-*/figures
 sub-*/decoding
 sub-*/recon
-*_mask.nii.gz
-*_mask.json
 *_betas.nii.gz
 *_betas.json
 *_trials.tsv
-*_metrics.tsv
-*_metrics.json
+*_desc-reconstruction_metrics.tsv
+*_desc-reconstruction_metrics.json
 group_metrics.tsv
 group_metrics.json
 *_statmap.nii.gz
@@ -43,6 +41,16 @@ def run_prefix(subject: str, entities: Mapping[str, str]) -> str:
         if entities.get(key):
             parts.append(f"{key}-{entities[key]}")
     return "_".join(parts)
+
+
+def task_label(tasks: Sequence[str]) -> str:
+    """The ``task`` entity of a file made from runs of ``tasks`` (e.g. an ROI mask in ``func/``):
+    the one task, or the distinct labels joined in order of first appearance.
+
+    >>> task_label(["vision", "vision"]), task_label(["vision", "localizer"]), task_label([])
+    ('vision', 'visionlocalizer', '')
+    """
+    return "".join(label(t) for t in dict.fromkeys(t for t in tasks if t))
 
 
 def label(value: str) -> str:

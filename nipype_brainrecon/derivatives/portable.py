@@ -85,9 +85,14 @@ def portable_settings(
     return out
 
 
+#: Options whose value is a model: recorded by :func:`model_name`, not by a path.
+MODEL_OPTIONS = ("--model",)
+
+
 def portable_command(command: str, root: str | os.PathLike | None) -> str:
     """The command line with each absolute path (also in ``--option=/path``) made relative to
-    ``root``.
+    ``root``, and a local ``--model`` folder named by :func:`model_name` (a path relative to
+    ``root`` would change when the dataset moves and the model does not).
 
     >>> portable_command("brainrecon /data/bids /data/out participant -w=/data/work", "/data/out")
     'brainrecon ../bids . participant -w=../work'
@@ -99,11 +104,15 @@ def portable_command(command: str, root: str | os.PathLike | None) -> str:
     except ValueError:
         return command
     out = []
+    previous = ""
     for word in words:
         option, eq, value = word.partition("=") if word.startswith("-") else ("", "", word)
-        if os.path.isabs(value):
+        if (option if eq else previous) in MODEL_OPTIONS and (eq or not option):
+            value = model_name(value)
+        if isinstance(value, str) and os.path.isabs(value):
             value = relative_location(value, root)
         out.append(f"{option}{eq}{value}")
+        previous = word
     return shlex.join(out)
 
 

@@ -18,6 +18,7 @@ name and moves it into place (whole or not at all), then writes ``logs/sub-<labe
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from .._version import __version__
 from ..config import DEFAULTS
 from ..io import atomic_directory
 from .files import copy_file, provenance, sidecar_of, write_json
-from .layout import PIPELINE_NAME, label, run_prefix, subject_metrics_name
+from .layout import PIPELINE_NAME, label, run_prefix, subject_metrics_name, task_label
 from .portable import (
     RAW,
     Datasets,
@@ -129,10 +130,14 @@ def stage_decoder(
     alpha_counts: Mapping[str, int] | None = None,
     space: str = "T1w",
     datasets: Datasets | None = None,
+    task: str = "",
 ) -> tuple[Files, dict[str, Any]]:
     """The decoding stage of one target (z or c): its ROI mask, decoder, predictions, scores.
 
-    The mask's ``SpatialReference`` is the first BOLD file as a ``bids:`` URI (``datasets``).
+    The mask's ``SpatialReference`` is the first BOLD file as a ``bids:`` URI (``datasets``);
+    its ``task`` entity (required in ``func/``) is ``task``, by default read from the BOLD
+    files' names (:func:`~.layout.task_label`). The scores are the sidecar of the predictions
+    (``_predicted.json`` beside ``_predicted.npy``).
     """
     import json
 
@@ -140,7 +145,11 @@ def stage_decoder(
     datasets = dict(datasets or {})
     default_roi = getattr(DEFAULTS.decoding, f"{target}_roi")
     roi_name = str(scores.get("roi") or settings.get(f"{target}_roi", default_roi))
-    mask = f"func/sub-{subject}_space-{space}_label-{label(roi_name)}_mask.nii.gz"
+    task = task or task_label(
+        [m.group(1) for b in bold_files if (m := re.search(r"_task-([^_]+)_", Path(b).name))]
+    )
+    task_part = f"_task-{task}" if task else ""
+    mask = f"func/sub-{subject}{task_part}_space-{space}_label-{label(roi_name)}_mask.nii.gz"
     stem = f"decoding/sub-{subject}_target-{target}_roi-{label(roi_name)}"
     files: Files = {mask: str(roi_file)}
     generated = {
@@ -155,7 +164,11 @@ def stage_decoder(
             **_portable_sidecar(json.loads(Path(decoder_sidecar).read_text()), output_dir),
             **provenance(settings, output_dir),
         },
-        f"{stem}_scores.json": dict(scores),
+        f"{stem}_predicted.json": {
+            "Description": f"Decoded {target} of the test stimuli (rows: "
+            f"sub-{subject}_stimuli.tsv) and its scores",
+            **dict(scores),
+        },
     }
     files[f"{stem}_decoder.safetensors"] = str(decoder_file)
     files[f"{stem}_predicted.npy"] = str(predicted_file)
@@ -174,6 +187,15 @@ def stage_decoder(
     return files, section
 
 
+def _model_run(images_file: str | os.PathLike) -> dict[str, Any]:
+    """What made the images (``Model``, ``Device``, ``TorchVersion``, ``CUDAVersion``): the
+    ``images.json`` the reconstruction node wrote beside them; ``{}`` when there is none."""
+    import json
+
+    record = Path(images_file).with_suffix(".json")
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
 def stage_reconstructions(
     staging: str | os.PathLike,
     *,
@@ -189,6 +211,9 @@ def stage_reconstructions(
     datasets: Datasets | None = None,
 ) -> tuple[Files, dict[str, Any]]:
     """The reconstruction stage: PNGs per sample, the test stimuli, the metrics (+ sidecar).
+
+    The metrics sidecar records the model and the device that made the images (``Model``,
+    ``Device``, ``TorchVersion``, ``CUDAVersion``, from ``images.json`` beside ``images_file``).
 
     The seen images are named by ``bids:`` URIs (``datasets``) in the summary.
     """
@@ -220,6 +245,7 @@ def stage_reconstructions(
             "Description": "Reconstruction metrics with chance levels and baselines",
             "NumberOfTestImages": int(images.shape[0]),
             "SamplesPerImage": int(images.shape[1]),
+            **_model_run(images_file),
             **provenance(settings, output_dir),
         },
     )

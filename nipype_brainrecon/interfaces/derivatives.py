@@ -83,6 +83,9 @@ class _DecoderDerivativesInputSpec(_StageInputSpec):
     predicted_file = File(exists=True, mandatory=True, desc="decoded features of the test set")
     scores = traits.Dict(mandatory=True, desc="decoding scores")
     alpha_counts = traits.Dict(desc="alphas chosen by the decoder")
+    task = traits.Str(
+        "", usedefault=True, desc="task entity of the mask (default: from the BOLD files' names)"
+    )
 
 
 class DecoderDerivatives(_StageWriter):
