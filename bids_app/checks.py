@@ -7,7 +7,7 @@ and before it creates ``OUTPUT_DIR``:
   torch does not know or a CUDA device where CUDA is not usable, a ``--use-plugin`` file naming
   no Nipype plugin, a ``--mem`` budget that is not a positive number
   (:func:`check_options`); a ``--model`` hub id or revision missing from the offline cache (exit 66,
-  :func:`check_model_revision`);
+  :func:`check_model_revision`, called once the dataset is validated);
 * folders it would write into its inputs (exit 73): ``OUTPUT_DIR``, ``-w/--work-dir`` or
   ``--feature-cache`` inside the BIDS dataset or inside an input derivatives dataset, a work
   directory inside ``OUTPUT_DIR`` (its files would land in the derivatives) or one that is a
@@ -179,7 +179,6 @@ def check_options(args: Any) -> None:
     if mem is not None and not (math.isfinite(mem) and mem > 0):
         raise UsageError(f"--mem {mem:g}: not a positive memory budget; give GB, e.g. --mem 16")
     check_device(getattr(args, "device", None))
-    check_model_revision(getattr(args, "model", None))
     if getattr(args, "use_plugin", None):
         plugin_settings(args)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nipype_brainrecon.bids_app.checks import (
     check_before_writing,
+    check_model_revision,
     one_line,
     plugin_settings,
     save_crash_file,
@@ -548,6 +549,7 @@ def _run(parser, args, command: str, logs: list) -> int:
             )
         else:
             validate_bids(args.bids_dir)
+    check_model_revision(args.model)  # the dataset first: its errors are the more basic ones
     if record:
         from nipype_brainrecon.bids_app.datalad_run import run_recorded
 

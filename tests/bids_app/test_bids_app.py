@@ -84,6 +84,8 @@ def test_usage_errors_exit_64(dataset, tmp_path, capsys):
             "--participant-label",
             "sub-99",
             "--skip-bids-validation",
+            "--model",
+            "demo",
         ],
         capsys,
     )
@@ -113,7 +115,8 @@ def test_missing_fmriprep_exit_66(dataset, tmp_path, capsys):
     shutil.copytree(dataset, copy)
     shutil.rmtree(copy / "derivatives" / "fmriprep")
     before = file_digests(copy)
-    code, err = _run([copy, tmp_path / "out", "participant", "--skip-bids-validation"], capsys)
+    args = [copy, tmp_path / "out", "participant", "--skip-bids-validation", "--model", "demo"]
+    code, err = _run(args, capsys)
     assert code == 66 and "fmriprep" in err
     assert file_digests(copy) == before
 
