@@ -107,7 +107,8 @@ def connect_participant_derivatives(
                               ("outputnode.test_stimuli_file", "test_stimuli_file")]),
         (reconstruction, ds_recon, [("outputnode.images_file", "images_file"),
                                     ("outputnode.stimuli_file", "images_stimuli_file")]),
-        (evaluation, ds_recon, [("outputnode.metrics_file", "metrics_file")]),
+        (evaluation, ds_recon, [("outputnode.metrics_file", "metrics_file"),
+                                ("outputnode.per_image_file", "per_image_file")]),
         (files, write, [("out", "files")]),
         (sections, write, [("out", "sections")]),
     ])  # fmt: skip

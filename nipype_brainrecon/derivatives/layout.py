@@ -74,6 +74,11 @@ def subject_metrics_name(subject: str) -> str:
     return f"sub-{subject}_desc-reconstruction_metrics.tsv"
 
 
+def subject_per_image_name(subject: str) -> str:
+    """File name (under ``sub-<label>/``) of each test image's scores, beside the PNGs."""
+    return f"recon/sub-{subject}_desc-perimage_metrics.tsv"
+
+
 def collect_subject_metrics(output_dir: str | os.PathLike, subjects: Sequence[str]) -> list[Path]:
     """The per-subject metrics tables found in a derivatives dataset."""
     out = Path(output_dir)

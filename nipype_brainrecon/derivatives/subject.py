@@ -27,7 +27,14 @@ from .._version import __version__
 from ..config import DEFAULTS
 from ..io import atomic_directory
 from .files import copy_file, provenance, sidecar_of, write_json
-from .layout import PIPELINE_NAME, label, run_prefix, subject_metrics_name, task_label
+from .layout import (
+    PIPELINE_NAME,
+    label,
+    run_prefix,
+    subject_metrics_name,
+    subject_per_image_name,
+    task_label,
+)
 from .portable import (
     RAW,
     Datasets,
@@ -41,7 +48,7 @@ from .portable import (
 #: Keys of the summary in the order the report reads them.
 SUMMARY_KEYS = (
     "subject", "software", "command", "settings", "inputs", "reference_bold", "rois", "split",
-    "decoding", "alpha_counts", "test_stimuli", "metrics", "errors",
+    "decoding", "alpha_counts", "test_stimuli", "metrics", "per_image", "errors",
 )  # fmt: skip
 
 Files = dict[str, str]
@@ -209,8 +216,10 @@ def stage_reconstructions(
     split_info: Mapping[str, Any],
     settings: Mapping[str, Any],
     datasets: Datasets | None = None,
+    per_image_file: str | None = None,
 ) -> tuple[Files, dict[str, Any]]:
-    """The reconstruction stage: PNGs per sample, the test stimuli, the metrics (+ sidecar).
+    """The reconstruction stage: PNGs per sample, the test stimuli, the metrics (+ sidecar),
+    each test image's scores (``recon/..._desc-perimage_metrics.tsv``) when given.
 
     The metrics sidecar records the model and the device that made the images (``Model``,
     ``Device``, ``TorchVersion``, ``CUDAVersion``, from ``images.json`` beside ``images_file``).
@@ -255,6 +264,10 @@ def stage_reconstructions(
         "test_stimuli": test_stimuli,
         "metrics": _output(subject, metrics_name),
     }
+    if per_image_file:
+        per_image_name = subject_per_image_name(subject)
+        files[per_image_name] = str(per_image_file)
+        section["per_image"] = _output(subject, per_image_name)
     return files, section
 
 

@@ -105,6 +105,7 @@ class _ReconstructionDerivativesInputSpec(_StageInputSpec):
     images_stimuli_file = File(exists=True, mandatory=True, desc="stim_id of each image row")
     stim_files = traits.Dict(mandatory=True, desc="stim_id → path of the seen image")
     metrics_file = File(exists=True, mandatory=True, desc="metrics table (TSV)")
+    per_image_file = File(exists=True, desc="each test image's scores (TSV: stim_id, metrics)")
     test_stimuli_file = File(exists=True, mandatory=True, desc="test stimuli (TSV)")
     split_info = traits.Dict(mandatory=True, desc="how the test set was chosen")
 

@@ -111,6 +111,10 @@ def test_reports_are_written(route):
     assert (outs[1] / "group.html").exists()
     metrics = pd.read_csv(outs[0] / "sub-01/sub-01_desc-reconstruction_metrics.tsv", sep="\t")
     assert {"chance", "null_p95", "p_value"} <= set(metrics.columns)
+    # Each test image's scores: one row per shared image, a column per metric of the table.
+    per_image = pd.read_csv(outs[0] / "sub-01/recon/sub-01_desc-perimage_metrics.tsv", sep="\t")
+    assert sorted(per_image["stim_id"]) == sorted(truth.shared_ids.tolist())
+    assert "PixCorr" in per_image.columns and 'id="per-image"' in report
 
 
 def test_rerun_is_byte_identical_and_the_input_untouched(route):
