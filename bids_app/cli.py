@@ -509,8 +509,8 @@ def _dry_run(args) -> int:
     estimates = estimate_run(sizes, settings, threads=args.omp_nthreads)
     parallel = args.nprocs or os.cpu_count() or 1
     print(format_plan(estimates, sizes, settings, parallel=parallel, work_dir=args.work_dir))
-    for label, exc in errors.items():
-        print(f"sub-{label}: NOT RUN ({exc})")
+    for label, exc in errors.items():  # as a run would say it: one error line each
+        print(f"brainrecon: error: sub-{label}: {exc}", file=sys.stderr)
     return next(iter(errors.values())).exit_code if errors else EXIT_OK
 
 
