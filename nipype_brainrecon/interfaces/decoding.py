@@ -188,7 +188,8 @@ class _FitDecoderInputSpec(BaseInterfaceInputSpec):
     )
     fit_intercept = traits.Bool(
         D.decoding.fit_intercept,
-        usedefault=True, desc="fit an intercept (centre the targets) as well as weights"
+        usedefault=True,
+        desc="fit an intercept (centre the targets) as well as weights",
     )
     target_label = traits.Str(mandatory=True, desc="what is decoded (z or c)")
     roi_label = traits.Str(mandatory=True, desc="ROI the voxels come from")
