@@ -54,6 +54,11 @@ def check_images(paths: Sequence[Path]) -> None:
                 img.verify()
         except FileNotFoundError as exc:
             raise MissingInputError(f"{path}: image not found; check the stimulus path") from exc
+        except Image.DecompressionBombError as exc:  # a few KB that decode to GBs
+            raise DataError(
+                f"{path}: image too large to decode ({exc}); resize it below "
+                f"{Image.MAX_IMAGE_PIXELS:,} pixels"
+            ) from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise DataError(
                 f"{path}: not a readable image ({exc.__class__.__name__}); replace or re-export it"

@@ -381,3 +381,37 @@ def test_uncached_hub_model_refused_before_anything_runs(ds, tmp_path, capsys, m
     assert "--model brainrecon-tests/absent-model: " in err and "huggingface-cli download" in err
     assert not out.exists() or not any(out.iterdir())  # at most the empty folder
     assert not work.exists() and tree_digest(ds) == before
+
+
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG of a few bytes that declares ``width`` x ``height`` pixels (a decompression bomb:
+    PIL reads the size from the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_stimulus_refused_with_65(ds, tmp_path, capsys):
+    """A 15000 x 15000 PNG stimulus (bytes on disk, GBs decoded) is named in one line with 65
+    before anything is written (it used to end in a DecompressionBombError traceback)."""
+    events = pd.read_csv(ds / EVENTS, sep="\t")
+    stim = ds / "stimuli" / events["stim_file"].dropna().iloc[0]
+    _png_header(stim, 15000, 15000)
+    before = tree_digest(ds)
+    out, work = tmp_path / "out", tmp_path / "work"
+    capsys.readouterr()
+    code = main([str(ds), str(out), "participant", *BASE, "-w", str(work)])
+    err = capsys.readouterr().err
+    assert code == EXIT_DATA and err.count("\n") == 1, err
+    assert stim.name in err and "too large to decode" in err
+    assert tree_digest(ds) == before and not work.exists()
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
