@@ -151,15 +151,26 @@ def test_swallowed_interrupt_raised_again(pristine: Path, tmp_path: Path):
 
 
 def test_second_sigint_forces(pristine: Path, tmp_path: Path):
-    """The run swallows every interrupt (a stuck run); a second Ctrl-C ends it at once."""
-    out, work = tmp_path / "out", tmp_path / "work"
-    proc, workers = _start(pristine, out, work, hang="always")
+    """The run swallows every interrupt (a stuck run); a second Ctrl-C ends it at once.
+
+    The stand-in swallows the first interrupt only when it lands in its sleep; on a loaded
+    machine it can land elsewhere and end the run (130) at once, which leaves nothing to force:
+    the scenario is then started again (three tries). The second Ctrl-C must end the run within
+    10 s, with 130 or by the signal itself (a shell shows both as 130)."""
+    for attempt in range(3):
+        out, work = tmp_path / f"out{attempt}", tmp_path / f"work{attempt}"
+        proc, workers = _start(pristine, out, work, hang="always")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        if proc.poll() is None:  # the first one (and its repeats) were swallowed
+            break
+        assert proc.returncode == 130 and _gone(workers)
+    else:
+        pytest.fail("the stand-in never swallowed the first interrupt in three tries")
     proc.send_signal(signal.SIGINT)
-    time.sleep(1.5)
-    assert proc.poll() is None  # the first one (and its repeats) were swallowed
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=10) == 130
-    assert "stopping at once" in proc.stderr.read()
+    assert proc.wait(timeout=10) in (130, -signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.returncode == -signal.SIGINT or "stopping at once" in err, err
     assert _gone(workers)
     # the kernel dropped the locks with the process; the next run takes the files over
     with output_lock(work, "brainrecon"):
