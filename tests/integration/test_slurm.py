@@ -65,7 +65,12 @@ def _wait_for_queue(timeout: float) -> None:
 
 
 def _files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    """Output files but the run logs, which are named by their start time."""
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not (p.parent.name == "logs" and p.suffix == ".log")
+    }
 
 
 def _brainrecon(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
