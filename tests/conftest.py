@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import socket
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -26,6 +28,20 @@ def _run_outside_the_clone(tmp_path_factory: pytest.TempPathFactory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(cwd)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every socket connection refused (and recorded): a test using it proves no network."""
+    attempts = []
+
+    def refuse(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError(errno.ENETUNREACH, "network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
 
 
 #: Derivative file types whose bytes must repeat between runs with the same seed.

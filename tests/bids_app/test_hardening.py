@@ -16,7 +16,6 @@ import errno
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -781,19 +780,6 @@ def test_model_loads_never_use_remote_code(monkeypatch) -> None:
         assert kwargs.get("trust_remote_code", False) is False
         assert kwargs["use_safetensors"] is True
         assert kwargs["local_files_only"] is True  # a local folder never reaches the hub
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts = []
-
-    def refuse(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise OSError(errno.ENETUNREACH, "network blocked by the test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
 
 
 def test_local_model_loads_without_network(no_network, monkeypatch) -> None:

@@ -3,9 +3,7 @@ full-size model on the CPU with its estimated time (bids_app/checks.py)."""
 
 from __future__ import annotations
 
-import errno
 import shutil
-import socket
 
 import pytest
 
@@ -20,18 +18,6 @@ from nipype_brainrecon.errors import MissingInputError
 
 SIZES = {"n_trials": 120, "n_train": 100, "n_test": 20, "targets": {"z": 6400, "c": 59136}}
 SETTINGS = {"n_samples": 5, "num_inference_steps": 50, "strength": 0.8}
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts = []
-
-    def refuse(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise OSError(errno.ENETUNREACH, "network blocked by the test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
 
 
 def _full_size_model(tmp_path):

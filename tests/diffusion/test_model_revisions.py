@@ -3,12 +3,10 @@ snapshots and local folders, the device record of a model's outputs (docs/models
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +19,6 @@ from nipype_brainrecon.errors import EXIT_NO_INPUT, MissingInputError
 
 REPO = "brainrecon-tests/demo-sd"
 COMMIT = hashlib.sha1(b"brainrecon demo snapshot").hexdigest()  # 40 hex, as the hub's
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts = []
-
-    def refuse(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise OSError(errno.ENETUNREACH, "network blocked by the test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
 
 
 @pytest.fixture
