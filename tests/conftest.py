@@ -48,6 +48,14 @@ def no_network(monkeypatch):
 OUTPUT_SUFFIXES = frozenset({".png", ".tsv", ".npy", ".safetensors", ".gz"})
 
 
+def is_run_log(rel: str | os.PathLike) -> bool:
+    """``logs/sub-<label>_<date>.log`` (relative to the output folder): the run's own log, named
+    by its start time and quoting the work folder; diagnostics, not derivatives, so reruns and
+    path checks leave it out."""
+    parts = Path(rel).parts
+    return len(parts) == 2 and parts[0] == "logs" and parts[1].endswith(".log")
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Every file, link and folder under ``root``: content hash, link target or 'dir'."""
     out = {}

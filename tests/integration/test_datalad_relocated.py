@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import is_run_log
 
 datalad = pytest.importorskip("datalad", reason="datalad not installed (extra: datalad)")
 dl = pytest.importorskip("datalad.api")
@@ -79,12 +80,6 @@ def _origins(root: Path) -> dict[str, Path]:
     return {"raw": raw, "fmriprep": prep}
 
 
-def _run_log(rel: Path) -> bool:
-    """``logs/sub-<label>_<date>.log``: the run's own log, named by its start time, so a rerun
-    writes another one; not a derivative (and not recorded by ``datalad run``)."""
-    return rel.parts[:1] == ("logs",) and rel.suffix == ".log"
-
-
 def _outputs(root: Path) -> dict[str, str]:
     """sha256 of every output file (not the input subdatasets, not DataLad's own files, not
     the run logs)."""
@@ -97,7 +92,7 @@ def _outputs(root: Path) -> dict[str, str]:
         for name in names:
             if rel == Path(".") and name in (".gitattributes", ".gitmodules"):
                 continue
-            if _run_log(rel / name):
+            if is_run_log(rel / name):
                 continue
             path = Path(folder, name)
             out[(rel / name).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -158,5 +153,5 @@ def test_rerun_in_a_relocated_clone_is_byte_identical(tmp_path, git_env, capsys)
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert [line for line in status if not _run_log(Path(line[3:]))] == []
+    assert [line for line in status if not is_run_log(Path(line[3:]))] == []
     print(f"rerun in a relocated clone reproduced {len(original)} output files byte for byte")

@@ -7,7 +7,7 @@ image: about a minute on 2 CPU cores). Then:
   the Nipype work folder are), the home folder or this checkout's path, as text or as a
   ``file://`` URI; except the run's diagnostic log, ``logs/sub-<label>_<date>.log``, which
   quotes Nipype's node folders in the work folder (as Nipype's crash files do;
-  ``_diagnostic_log``);
+  ``conftest.is_run_log``);
 * ``bids-validator-deno`` exits 0 on it and checks at least ``VALIDATED_FLOOR`` files. The demo
   output has 7 files the validator checks (``dataset_description.json``, ``README.md``,
   ``.bidsignore``, two ROI masks and their sidecars; ``.bidsignore`` hid all but 3 before the
@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import is_run_log
 
 from nipype_brainrecon.derivatives import BIDSIGNORE
 
@@ -71,17 +72,12 @@ def _contents(file: Path) -> bytes:
     return data
 
 
-def _diagnostic_log(rel: Path) -> bool:
-    """The run's log (``logs/*.log``): diagnostics quoting the work folder, not derivatives."""
-    return rel.parts[:1] == ("logs",) and rel.suffix == ".log"
-
-
 def _leaks(root: Path, machine: set[str]) -> tuple[list[str], set[str]]:
     """``file: path`` for each machine path found in any file under ``root`` (text or binary,
     gzip content too; not the run's diagnostic log), and the kinds of text files read."""
     found, kinds = [], set()
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        if _diagnostic_log(file.relative_to(root)):
+        if is_run_log(file.relative_to(root)):
             continue
         kinds.add(file.suffix or file.name)
         data = _contents(file)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import tree_digest
+from conftest import is_run_log, tree_digest
 
 from nipype_brainrecon.bids_app.cli import main as brainrecon
 from nipype_brainrecon.datasets.nsd.cli import main as brainrecon_nsd
@@ -46,7 +46,7 @@ def _participant(converted: str, out: str, work: str) -> int:
 
 def _outputs(out: Path) -> dict[str, str]:
     """Every output file but the run logs, which are named and stamped by their start time."""
-    return {k: v for k, v in tree_digest(out).items() if not k.endswith(".log")}
+    return {k: v for k, v in tree_digest(out).items() if not is_run_log(k)}
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import OUTPUT_SUFFIXES, file_digests
+from conftest import OUTPUT_SUFFIXES, file_digests, is_run_log
 
 from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
@@ -69,7 +69,7 @@ def _files(root: Path) -> set[str]:
     return {
         str(p.relative_to(root))
         for p in root.rglob("*")
-        if p.is_file() and not (p.parent.name == "logs" and p.suffix == ".log")
+        if p.is_file() and not is_run_log(p.relative_to(root))
     }
 
 
