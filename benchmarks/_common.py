@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
-from collections.abc import Iterable
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_PACKAGES = ("numpy", "scipy", "himalaya", "scikit-learn", "nipype-brainrecon")
 
@@ -40,3 +50,29 @@ def rss_kib(field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def run_worker_child(
+    module: str, spec: Mapping[str, Any], env: Mapping[str, str], timeout: float
+) -> tuple[dict[str, Any], float, Any]:
+    """Run ``python -m MODULE --worker SPEC_JSON`` from the repository root and return its last
+    stdout line as JSON (or ``{"error": ...}``), the wall time and the child's own rusage
+    (``os.wait4``, not ``Popen.wait``: ``ru_maxrss`` in KiB is that child's peak RSS)."""
+    cmd = [sys.executable, "-m", module, "--worker", json.dumps(dict(spec))]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        wall = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=dict(env), cwd=ROOT, stdout=out, stderr=err, text=True)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - wall
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        lines = stderr.strip().splitlines()
+        reason = f"timed out after {timeout:.0f} s" if wall >= timeout else None
+        return {"error": reason or (lines[-1] if lines else f"exit code {code}")}, wall, usage
+    return json.loads(stdout.strip().splitlines()[-1]), wall, usage

@@ -48,7 +48,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,10 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import cpu_model, package_versions, rss_kib
+from benchmarks._common import cpu_model, package_versions, rss_kib, run_worker_child
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
 AFFINE = np.diag([1.8, 1.8, 1.8, 1.0])
 BETA_SCALE = 300.0
 STREAMS = ("early", "midventral", "midlateral", "midparietal", "ventral", "lateral", "parietal")
@@ -431,25 +429,10 @@ def _worker_main(spec_json: str) -> int:
 def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one method in a child process; its peak RSS from the kernel (``os.wait4``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "benchmarks.bench_nsd_convert", "--worker", json.dumps(spec)]
     load_start = list(os.getloadavg())
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        wall = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err, text=True)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage; ru_maxrss in KiB
-        timer.cancel()
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - wall
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if code != 0:
-        lines = stderr.strip().splitlines()
-        reason = f"timed out after {timeout:.0f} s" if wall >= timeout else None
-        return {"error": reason or (lines[-1] if lines else f"exit code {code}")}
-    result = json.loads(stdout.strip().splitlines()[-1])
+    result, wall, usage = run_worker_child("benchmarks.bench_nsd_convert", spec, env, timeout)
+    if "error" in result:
+        return result
     per, cpu = result["seconds_per_session"], result["cpu_seconds_per_session"]
     result.update(
         wall_s=wall,

@@ -33,15 +33,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import cpu_model, package_versions, rss_kib
+from benchmarks._common import cpu_model, package_versions, rss_kib, run_worker_child
 
 #: (trials, voxels, targets) of NSD subject 1 in the paper.
 SHAPES = {"z": (24980, 5917, 6400), "c": (24980, 7604, 59136)}
@@ -171,27 +168,9 @@ def run_child(spec: dict[str, Any], threads: int, timeout: float) -> dict[str, A
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    cmd = [sys.executable, "-m", "benchmarks.bench_nsd_scale", "--worker", json.dumps(spec)]
-    root = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        wall = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=out, stderr=err, text=True)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        # wait4 (not Popen.wait) to get this child's own rusage: ru_maxrss in KiB.
-        _, status, usage = os.wait4(proc.pid, 0)
-        timer.cancel()
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - wall
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if code != 0:
-        if wall >= timeout:
-            return {"error": f"timed out after {timeout:.0f} s"}
-        lines = stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit code {code}"}
-    result = json.loads(stdout.strip().splitlines()[-1])
+    result, wall, usage = run_worker_child("benchmarks.bench_nsd_scale", spec, env, timeout)
+    if "error" in result:
+        return result
     result["wall_s"] = wall
     result["peak_rss_gib"] = usage.ru_maxrss / 2**20
     return result
