@@ -110,6 +110,7 @@ def _settings(args) -> dict:
         "encoding": args.encoding,
         "encoding_blocks": list(args.encoding_blocks),
         "encoding_steps": list(args.encoding_steps),
+        "encoding_banded": args.encoding_banded,
     }
 
 

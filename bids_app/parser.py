@@ -214,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(D.encoding.steps),
         help="denoising steps at which U-Net features are captured",
     )
+    g.add_argument(
+        "--encoding-banded",
+        action="store_true",
+        help="fit the joint z+c encoding model by banded ridge, one penalty per feature space, "
+        "so unique variance is not biased by a shared penalty (docs/encoding.md)",
+    )
     g = parser.add_argument_group("reconstruction")
     g.add_argument(
         "--model",

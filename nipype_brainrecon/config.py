@@ -105,6 +105,7 @@ class EncodingSettings:
     enabled: bool = _key("encoding", default=False)
     blocks: tuple[str, ...] = _key("encoding_blocks", default=("down1", "mid", "up1"))
     steps: tuple[str, ...] = _key("encoding_steps", default=("early", "middle", "late"))
+    banded: bool = _key("encoding_banded", default=False)  # one alpha per space in joint models
     pool: int = 8  # largest side of pooled U-Net activation maps
 
 
@@ -117,7 +118,7 @@ _FLAT_ORDER = (
     "alphas", "n_folds", "backend", "z_roi", "c_roi", "model", "mode", "n_samples",
     "strength", "num_inference_steps", "guidance_scale", "seed", "batch_size", "n_chunks",
     "extractors", "eval_size", "device", "feature_cache", "encoding", "encoding_blocks",
-    "encoding_steps", "cv_groups", "fit_intercept",
+    "encoding_steps", "cv_groups", "fit_intercept", "encoding_banded",
 )  # fmt: skip
 
 #: Section fields that are not part of a run's recorded (flat) settings: implementation knobs

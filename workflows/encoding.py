@@ -58,6 +58,7 @@ def init_encoding_wf(
     batch_size: int = DEFAULTS.reconstruction.batch_size,
     joint: Sequence[str] = ("z+c",),
     balance: bool = True,
+    banded: bool = False,
     test_set: str = DEFAULTS.decoding.test_set,
     alphas: str | Sequence[float] = DEFAULTS.decoding.alphas,
     n_folds: int = DEFAULTS.decoding.n_folds,
@@ -88,6 +89,8 @@ def init_encoding_wf(
         Pairs ``"a+b"`` fitted jointly for variance partitioning.
     balance : bool
         Give each block of a joint model the same weight.
+    banded : bool
+        Fit joint models with one penalty per feature space (banded ridge; ``balance`` unused).
     test_set, alphas, n_folds, backend
         As in :func:`nipype_brainrecon.workflows.decoding.init_decoding_wf`.
     feature_cache : str, optional
@@ -157,6 +160,7 @@ def init_encoding_wf(
         FitEncodingModels(
             joint=list(joint),
             balance=balance,
+            banded=banded,
             alphas=alphas,
             n_folds=n_folds,
             backend=backend,
@@ -237,6 +241,7 @@ def connect_participant_encoding(
     encoding = init_encoding_wf(
         blocks=cfg["encoding_blocks"],
         steps=cfg["encoding_steps"],
+        banded=cfg["encoding_banded"],
         strength=cfg["strength"],
         num_inference_steps=cfg["num_inference_steps"],
         guidance_scale=cfg["guidance_scale"],

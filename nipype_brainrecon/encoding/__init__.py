@@ -26,12 +26,15 @@ stimuli, ``unique(z) = R2(z+c) - R2(c)``, ``unique(c) = R2(z+c) - R2(z)`` and
 solver standardises every column, a block's share of the kernel grows with its number of
 columns, so by default each block's columns are repeated ``round(p_max / p_block)`` times,
 which gives every feature space about the same prior variance (a single-penalty stand-in for
-banded ridge).
+banded ridge); ``run_encoding(banded=True)`` fits one penalty per feature space instead
+(:mod:`~nipype_brainrecon.encoding.partition`, with bootstrap intervals of unique variance).
 
 Modules:
 
 * :mod:`~nipype_brainrecon.encoding.models`: fitting, scoring, chance level, variance
   partitioning (:func:`run_encoding`);
+* :mod:`~nipype_brainrecon.encoding.partition`: banded joint models and bootstrap intervals of
+  unique and shared variance;
 * :mod:`~nipype_brainrecon.encoding.unet`: U-Net block activations and ``z_c``
   (:func:`extract_unet_features`);
 * :mod:`~nipype_brainrecon.encoding.maps`: maps as NIfTI images, ROI summaries, BIDS-style names;

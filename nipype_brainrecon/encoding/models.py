@@ -4,7 +4,8 @@ Ridge regressions predicting each voxel's single-trial response from a feature s
 stimulus (:func:`fit_encoding_model`, the decoders' solver with the roles swapped), scored on the
 held-out test stimuli by the Pearson r and R² per voxel (:func:`prediction_scores`) against a
 permutation chance level (:func:`chance_correlation`). :func:`run_encoding` does it for every
-feature space and every joint pair (:func:`joint_features`, :func:`variance_partitioning`).
+feature space and every joint pair (:func:`joint_features`, :func:`variance_partitioning`;
+with ``banded=True`` one penalty per space, and ``n_bootstrap`` intervals: :mod:`.partition`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from numpy.typing import ArrayLike
 
 from ..config import DEFAULTS
 from ..errors import DataError, UsageError
+from .partition import fit_joint_banded, partition_bootstrap
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ridge import RidgeDecoder
@@ -219,11 +221,18 @@ class EncodingResults:
         ``{name: (n_voxels,) float64}``. For each feature space ``F``: ``F:r`` (test r),
         ``F:r2`` (test R²), ``F:chance_r`` (95th percentile of r over shuffled test stimuli:
         the empirical chance level, :func:`chance_correlation`), ``F:alpha``. For each joint pair ``A+B``: the same plus ``A:unique_r2``,
-        ``B:unique_r2`` and ``A+B:shared_r2``.
+        ``B:unique_r2`` and ``A+B:shared_r2``; with ``banded=True`` ``A+B:alpha_A`` and
+        ``A+B:alpha_B`` instead of ``A+B:alpha``; with ``n_bootstrap`` the 95 % interval of each
+        unique / shared map as ``<map>_ci_low`` and ``<map>_ci_high``.
     spaces : dict
         ``{feature space: {"n_features", "fit_seconds", "alpha_counts"}}``.
     n_train, n_test : int
         Training trials and test stimuli.
+    info : dict
+        The settings (``joint``, ``balance``, ``seed``, ``banded``, ``n_bootstrap``).
+    predictions : dict
+        ``{model: (n_test, n_voxels) float64}``: each model's predicted test responses (for
+        intervals over other groupings, e.g. :func:`.partition.partition_bootstrap` by ROI).
     """
 
     maps: dict[str, np.ndarray]
@@ -231,6 +240,7 @@ class EncodingResults:
     n_train: int
     n_test: int
     info: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         """The map names, in insertion order."""
@@ -258,6 +268,8 @@ def run_encoding(
     n_folds: int = DEFAULTS.decoding.n_folds,
     backend: str = DEFAULTS.decoding.backend,
     seed: int = 0,
+    banded: bool = False,
+    n_bootstrap: int = 0,
 ) -> EncodingResults:
     """Fit and score an encoding model per feature space (and per joint pair).
 
@@ -283,7 +295,15 @@ def run_encoding(
     alphas, n_folds, backend
         Ridge settings (:func:`nipype_brainrecon.ridge.fit_ridge_cv`).
     seed : int
-        Seeds the permutations of the chance level.
+        Seeds the permutations of the chance level (and the bootstrap resamples).
+    banded : bool
+        Fit each joint pair with one penalty per feature space (banded ridge,
+        :func:`.partition.fit_joint_banded`, the ``alphas`` grid per space; ``balance`` is then
+        not used) instead of one penalty for the concatenated (balanced) blocks.
+    n_bootstrap : int
+        With > 0, 95 % intervals of the unique and shared variance over that many resamples of
+        the test stimuli (:func:`.partition.partition_bootstrap`): maps ``<stat>_ci_low`` and
+        ``<stat>_ci_high`` beside ``A:unique_r2``, ``B:unique_r2`` and ``A+B:shared_r2``.
 
     Returns
     -------
@@ -317,6 +337,19 @@ def run_encoding(
     maps: dict[str, np.ndarray] = {}
     spaces: dict[str, dict[str, Any]] = {}
     r2_of: dict[str, np.ndarray] = {}
+    pred_of: dict[str, np.ndarray] = {}
+    rows_of = {
+        "train": [str(s) for s in train_stimuli],
+        "test": [str(s) for s in test_stimuli],
+    }
+
+    def score(name: str, predicted: np.ndarray) -> None:
+        scores = prediction_scores(y_test, predicted)
+        maps[f"{name}:r"] = scores["r"]
+        maps[f"{name}:r2"] = scores["r2"]
+        maps[f"{name}:chance_r"] = chance_correlation(y_test, predicted, seed=seed)
+        r2_of[name] = scores["r2"]
+        pred_of[name] = np.asarray(predicted, dtype=np.float64)
 
     def fit_one(name: str, x_all: np.ndarray) -> None:
         x_train = _rows(x_all, index, [str(s) for s in train_stimuli], name)
@@ -327,13 +360,8 @@ def run_encoding(
             metadata={"feature_space": name},
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        predicted = model.predict(x_test)
-        scores = prediction_scores(y_test, predicted)
-        maps[f"{name}:r"] = scores["r"]
-        maps[f"{name}:r2"] = scores["r2"]
-        maps[f"{name}:chance_r"] = chance_correlation(y_test, predicted, seed=seed)
+        score(name, model.predict(x_test))
         maps[f"{name}:alpha"] = np.asarray(model.alphas, dtype=np.float64)
-        r2_of[name] = scores["r2"]
         spaces[name] = {
             "n_features": int(x_all.shape[1]),
             "fit_seconds": round(seconds, 3),
@@ -345,15 +373,72 @@ def run_encoding(
         fit_one(name, m)
     for a, b in pairs:
         name = _joint_name((a, b))
-        fit_one(name, joint_features([mats[a], mats[b]], balance=balance))
-        parts = variance_partitioning(r2_of[a], r2_of[b], r2_of[name])
-        maps[f"{a}:unique_r2"] = parts["unique_a"]
-        maps[f"{b}:unique_r2"] = parts["unique_b"]
-        maps[f"{name}:shared_r2"] = parts["shared"]
+        if banded:
+            fitted = _fit_banded_pair(maps, (a, b), mats, index, rows_of, y_train, alphas, n_folds)
+            score(name, fitted[0])
+            spaces[name] = fitted[1]
+        else:
+            fit_one(name, joint_features([mats[a], mats[b]], balance=balance))
+        _partition_maps(maps, (a, b), r2_of, pred_of, y_test, n_bootstrap, seed)
     return EncodingResults(
         maps=maps,
         spaces=spaces,
         n_train=len(y_train),
         n_test=len(y_test),
-        info={"joint": ["+".join(p) for p in pairs], "balance": bool(balance), "seed": int(seed)},
+        info={
+            "joint": ["+".join(p) for p in pairs],
+            "balance": bool(balance),
+            "seed": int(seed),
+            "banded": bool(banded),
+            "n_bootstrap": int(n_bootstrap),
+        },
+        predictions=pred_of,
     )
+
+
+def _partition_maps(maps, pair, r2_of, pred_of, y_test, n_bootstrap: int, seed: int) -> None:
+    """Unique and shared variance maps of a joint pair, and their bootstrap intervals."""
+    a, b = pair
+    name = _joint_name(pair)
+    parts = variance_partitioning(r2_of[a], r2_of[b], r2_of[name])
+    keys = {
+        "unique_a": f"{a}:unique_r2",
+        "unique_b": f"{b}:unique_r2",
+        "shared": f"{name}:shared_r2",
+    }
+    for key, map_name in keys.items():
+        maps[map_name] = parts[key]
+    if n_bootstrap > 0:
+        boot = partition_bootstrap(
+            y_test, pred_of[a], pred_of[b], pred_of[name], n_boot=n_bootstrap, seed=seed
+        )
+        for key, map_name in keys.items():
+            maps[f"{map_name}_ci_low"] = boot[key]["low"]
+            maps[f"{map_name}_ci_high"] = boot[key]["high"]
+
+
+def _fit_banded_pair(maps, pair, mats, index, rows_of, y_train, alphas, n_folds):
+    """Fit the banded joint model of ``pair``: its test predictions and its summary."""
+    blocks = {k: [_rows(mats[s], index, rows_of[k], s) for s in pair] for k in rows_of}
+    start = time.perf_counter()
+    predicted, fit = fit_joint_banded(
+        *blocks["train"], y_train, *blocks["test"], alphas=alphas, n_folds=n_folds
+    )
+    return predicted, _banded_space_info(maps, _joint_name(pair), pair, fit, start)
+
+
+def _banded_space_info(maps, name: str, spaces: Sequence[str], fit, start: float) -> dict:
+    """Per-space alpha maps (``A+B:alpha_A``) and the fit's summary of a banded joint model."""
+    seconds = time.perf_counter() - start
+    for band, space in enumerate(spaces):
+        maps[f"{name}:alpha_{space}"] = np.asarray(fit.alphas[band], dtype=np.float64)
+    chosen, counts = np.unique(fit.alphas.T, axis=0, return_counts=True)
+    LOGGER.info("encoding %s (banded): fitted in %.2f s", name, seconds)
+    return {
+        "n_features": int(sum(c.shape[0] for c in fit.coef)),
+        "fit_seconds": round(seconds, 3),
+        "alpha_counts": {
+            ",".join(f"{a:g}" for a in pair): int(c) for pair, c in zip(chosen, counts, strict=True)
+        },
+        "banded": True,
+    }

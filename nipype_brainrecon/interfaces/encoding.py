@@ -162,6 +162,12 @@ class _FitEncodingModelsInputSpec(BaseInterfaceInputSpec):
         desc="pairs fitted jointly ('a+b') for unique variance",
     )
     balance = traits.Bool(True, usedefault=True, desc="balance the blocks of joint models")
+    banded = traits.Bool(
+        False, usedefault=True, desc="joint models with one alpha per feature space (banded ridge)"
+    )
+    n_bootstrap = traits.Int(
+        0, usedefault=True, desc="test-set bootstrap resamples for unique-variance 95 % CIs"
+    )
     alphas = traits.Either(
         traits.Enum("default", "paper"),
         traits.List(traits.Float),
@@ -234,6 +240,8 @@ class FitEncodingModels(SimpleInterface):
                 ids(inputs.test_stimuli_file),
                 joint=[pair.split("+") for pair in inputs.joint],
                 balance=inputs.balance,
+                banded=inputs.banded,
+                n_bootstrap=inputs.n_bootstrap,
                 alphas=alphas,
                 n_folds=inputs.n_folds,
                 backend=inputs.backend,

@@ -345,6 +345,13 @@ def test_participant_wf_adds_encoding_only_when_asked(simulated, tmp_path):
     nodes = {n.name: n for n in graph.nodes()}
     assert graph.has_edge(nodes["write_encoding"], nodes["report"])
     assert graph.has_edge(nodes["write_derivatives"], nodes["write_encoding"])
+    assert full.get_node("encoding_wf.fit").inputs.banded is False
+    banded = init_participant_wf(
+        participant,
+        output_dir=tmp_path,
+        settings={**settings, "encoding": True, "encoding_banded": True},
+    )
+    assert banded.get_node("encoding_wf.fit").inputs.banded is True
 
 
 def test_cli_encoding_switch(tmp_path):
@@ -355,3 +362,6 @@ def test_cli_encoding_switch(tmp_path):
     on = build_parser().parse_args([*base, "--encoding", "--encoding-blocks", "mid"])
     assert _settings(off)["encoding"] is False
     assert _settings(on)["encoding"] is True and _settings(on)["encoding_blocks"] == ["mid"]
+    assert _settings(off)["encoding_banded"] is False
+    banded = build_parser().parse_args([*base, "--encoding", "--encoding-banded"])
+    assert _settings(banded)["encoding_banded"] is True

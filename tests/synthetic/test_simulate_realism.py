@@ -379,3 +379,51 @@ def test_null_permuted_lands_inside_its_permutation_null(tmp_path):
         print(f"null sub-{s:02d}: " + ", ".join(f"{k} {v:.3f}" for k, v in null.items()))
     inside = sum(null["observed"] <= null["null_p95"] for null in nulls)
     assert inside >= 4
+
+
+def test_mixed_tuning_plants_exact_unique_fractions():
+    """unique_fractions: each voxel of a listed ROI has, over the shown stimuli, exactly the
+    planted unique fractions of variance partitioning (independent least-squares fits with an
+    intercept on the planting spaces); its mean and spread of amplitudes are its own tuning's;
+    the unlisted ROI is untouched; the default config draws nothing."""
+    from dataclasses import replace as dc_replace
+
+    from nipype_brainrecon.synthetic import stimuli as stim
+    from nipype_brainrecon.synthetic.simulate.config import SimulationConfig
+    from nipype_brainrecon.synthetic.simulate.features import low_level_features
+    from nipype_brainrecon.synthetic.simulate.voxels import brain_grid, voxel_model
+
+    scenes = stim.generate_scenes(160, seed=3)
+    semantic = np.stack([stim.scene_semantics(s) for s in scenes])
+    low = np.stack([low_level_features(stim.render_scene(s, 64)) for s in scenes])
+    low = low.reshape(len(scenes), -1)
+    used = np.arange(0, 160, 2)  # half the stimuli "not shown": amplitudes still defined
+    model = voxel_model(np.random.default_rng(0), brain_grid()["dseg"], low, semantic, used)
+    cfg = SimulationConfig(1, 1, 0, 1.0, None, 10, 1, 2.0, 4.0, 3.0, 64, 1, 0.1, 0.2, 0.3, 1.0)
+    assert not realism.realism_active(cfg)
+    cfg = dc_replace(cfg, unique_fractions=(("early", 0.5, 0.1),))
+    assert realism.realism_active(cfg)
+    mixed_model, mixed = realism.apply_mixed_tuning(cfg, 1, model, low, semantic, used)
+
+    def r2(x, y):
+        x1 = np.column_stack([np.ones(len(x)), x])
+        e = y - x1 @ np.linalg.lstsq(x1, y, rcond=None)[0]
+        return 1 - (e**2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+
+    early = model.early
+    amp = mixed_model.stim_amp[used][:, early]
+    z, c = mixed.z_space[used], mixed.c_space[used]
+    r2z, r2c, r2j = r2(z, amp), r2(c, amp), r2(np.hstack([z, c]), amp)
+    np.testing.assert_allclose(r2j - r2c, 0.5, atol=1e-9)
+    np.testing.assert_allclose(r2j - r2z, 0.1, atol=1e-9)
+    np.testing.assert_allclose(mixed.planted[early], [[0.5, 0.1, 0.4]] * int(early.sum()))
+    assert np.all(np.isnan(mixed.planted[~early]))
+    np.testing.assert_allclose(mixed_model.specific_sd[early], model.specific_sd[early])
+    np.testing.assert_allclose(amp.mean(0), model.stim_amp[used][:, early].mean(0))
+    np.testing.assert_array_equal(mixed_model.stim_amp[:, ~early], model.stim_amp[:, ~early])
+    # the early tuning of before (pRFs) is gone: the mixed signal is not its own tuning
+    assert np.max(np.abs(mixed_model.stim_amp[:, early] - model.stim_amp[:, early])) > 0.1
+    with pytest.raises(UsageError, match="--unique-fractions"):
+        sim.config.check_config(dc_replace(cfg, unique_fractions=(("v1", 0.5, 0.1),)), None)
+    with pytest.raises(UsageError, match="--unique-fractions"):
+        sim.config.check_config(dc_replace(cfg, unique_fractions=(("early", 0.8, 0.3),)), None)

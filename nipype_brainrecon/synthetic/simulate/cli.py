@@ -11,6 +11,7 @@ from ..._version import __version__
 from ...errors import BrainreconError, MissingInputError, UsageError
 from .config import DEFAULT_N_TEST, DEFAULT_N_TRAIN, NULL_MODES
 from .dataset import simulate_dataset
+from .presets import PRESETS, preset_options
 
 __all__ = ["main"]
 
@@ -42,7 +43,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "  brainrecon-simulate sim --snr inf                  # noiseless\n"
         "  brainrecon-simulate sim --stimuli my_images/       # images + captions.tsv\n"
         "  brainrecon-simulate sim --hrf-mismatch 1 --physio-fraction 0.2 --noise-fwhm 1.5\n"
-        "  brainrecon-simulate sim --null permuted            # labels carry no information\n\n"
+        "  brainrecon-simulate sim --null permuted            # labels carry no information\n"
+        "  brainrecon-simulate sim --preset harder            # all realism options on\n\n"
         "exit codes: 0 ok, 64 bad option, 65 bad stimuli table, 66 missing stimuli, "
         "73 cannot create the output",
     )
@@ -129,12 +131,29 @@ def _add_stimulus_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _unique_fraction(text: str) -> tuple[str, tuple[float, float]]:
+    roi, _, pair = text.partition(":")
+    try:
+        uz, uc = (float(v) for v in pair.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give ROI:UZ,UC, e.g. early:0.5,0.1") from None
+    return roi, (uz, uc)
+
+
 def _add_realism_options(parser: argparse.ArgumentParser) -> None:
     """Realism the analysis does not assume (docs/simulation.md); all off by default."""
     group = parser.add_argument_group(
         "realism the analysis does not assume (all off by default; docs/simulation.md)"
     )
     add = group.add_argument
+    add(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="default",
+        help="set the options below together: harder = --hrf-mismatch 1 --physio-fraction 0.3 "
+        "--noise-fwhm 2 --nonresponsive-fraction 0.3 --snr-spread 0.5; options given "
+        "explicitly win (default: default, all off)",
+    )
     add(
         "--hrf-mismatch",
         metavar="S",
@@ -172,6 +191,15 @@ def _add_realism_options(parser: argparse.ArgumentParser) -> None:
         help="SD of log of per-voxel SNR multipliers (default 0)",
     )
     add(
+        "--unique-fractions",
+        metavar="ROI:UZ,UC",
+        nargs="+",
+        type=_unique_fraction,
+        default=[],
+        help="mixed tuning: every voxel of ROI (early, ventral) has unique z / unique c "
+        "fractions UZ, UC of its stimulus variance, the rest shared (default: off)",
+    )
+    add(
         "--null",
         choices=NULL_MODES,
         default="none",
@@ -185,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.preset != "default":  # the preset's values become defaults: explicit ones win
+            parser.set_defaults(**preset_options(args.preset))
+            args = parser.parse_args(argv)
         stimuli_dir = args.stimuli
         if stimuli_dir is not None and not Path(stimuli_dir).is_dir():
             raise MissingInputError(
@@ -210,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nonresponsive_fraction=args.nonresponsive_fraction,
             snr_spread=args.snr_spread,
             null=args.null,
+            unique_fractions=dict(args.unique_fractions),
         )
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)

@@ -50,6 +50,8 @@ class SimulationConfig:
     nonresponsive_fraction: float = 0.0
     snr_spread: float = 0.0
     null: str = "none"
+    #: Mixed tuning: ``((roi, unique z, unique c), ...)`` (see ``realism.apply_mixed_tuning``).
+    unique_fractions: tuple[tuple[str, float, float], ...] = ()
 
 
 def check_config(cfg: SimulationConfig, stimuli_dir: Path | None) -> None:
@@ -112,3 +114,9 @@ def _check_realism(cfg: SimulationConfig) -> None:
         )
     if cfg.null not in NULL_MODES:
         raise UsageError(f"--null {cfg.null!r}: use one of {', '.join(NULL_MODES)}")
+    for roi, uz, uc in cfg.unique_fractions:
+        if roi not in ("early", "ventral") or not (0 <= uz and 0 <= uc and uz + uc <= 1):
+            raise UsageError(
+                f"--unique-fractions {roi}:{uz},{uc}: give early or ventral and two fractions "
+                ">= 0 with a sum <= 1 (unique z, unique c; the rest is shared)"
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from ...errors import OutputError
@@ -45,6 +46,7 @@ def simulate_dataset(
     nonresponsive_fraction: float = 0.0,
     snr_spread: float = 0.0,
     null: str = "none",
+    unique_fractions: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
     """Write a simulated BIDS dataset with fMRIPrep-like derivatives and its ground truth.
 
@@ -101,6 +103,9 @@ def simulate_dataset(
         Share of each ROI's voxels with no stimulus response.
     snr_spread : float
         SD of log of per-voxel SNR multipliers (geometric mean 1).
+    unique_fractions : mapping, optional
+        Mixed tuning: ``{roi: (unique z, unique c)}`` fractions of the stimulus-driven variance
+        of every voxel of ``early`` / ``ventral`` (:mod:`.realism`; docs/simulation.md).
     null : str
         ``"none"``, ``"snr0"`` (no stimulus signal) or ``"permuted"`` (each stimulus evokes the
         response of another).
@@ -144,6 +149,9 @@ def simulate_dataset(
         nonresponsive_fraction=float(nonresponsive_fraction),
         snr_spread=float(snr_spread),
         null=str(null),
+        unique_fractions=tuple(
+            (str(roi), float(uz), float(uc)) for roi, (uz, uc) in (unique_fractions or {}).items()
+        ),
     )
     src = Path(stimuli_dir) if stimuli_dir is not None else None
     check_config(cfg, src)

@@ -17,6 +17,12 @@
 * ``null``: ``"snr0"`` keeps the noise as at ``snr`` but adds no stimulus signal;
   ``"permuted"`` gives each shown stimulus the response of another shown stimulus (a random
   permutation per subject), so the images' labels carry no information about the responses.
+* ``unique_fractions`` (mixed tuning): ``((roi, uz, uc), ...)``; every voxel of a listed ROI
+  responds to both feature spaces of :func:`.voxels.planting_spaces` (``z``: 10 principal
+  components of the low-level maps, ``c``: 10 of the semantic vectors, over the shown stimuli),
+  with unique fractions ``uz`` (``R2(z+c) - R2(c)``) and ``uc`` and shared ``1 - uz - uc`` of its
+  stimulus-driven variance, exactly, over the shown stimuli (:func:`.voxels.mixed_tuning`); its
+  mean and spread of amplitudes stay those of its own tuning, so its SNR is unchanged.
 
 Every option draws from its own generator, seeded by ``(seed, 4 + k, subject[, run])``, and only
 when it is on, so the default dataset is the same, bit for bit, as before these options existed.
@@ -30,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import NULL_MODES, SimulationConfig
-from .voxels import VoxelModel
+from .voxels import MIXED_SPACE_DIMS, ROI_LABELS, VoxelModel, mixed_tuning, planting_spaces
 
 __all__ = [
     "GLM_HRF_DELAY",
@@ -40,6 +46,8 @@ __all__ = [
     "PHYSIO_CARDIAC_HZ",
     "PHYSIO_RESPIRATION_HZ",
     "SubjectRealism",
+    "MixedTuning",
+    "apply_mixed_tuning",
     "apply_to_model",
     "double_gamma_hrf",
     "draw_subject_realism",
@@ -62,7 +70,7 @@ _RATIO = 0.48
 HRF_VARIANTS_PER_ROI = 4
 PHYSIO_RESPIRATION_HZ = 0.3
 PHYSIO_CARDIAC_HZ = 1.1
-_STREAM_SUBJECT, _STREAM_PHYSIO = 4, 5
+_STREAM_SUBJECT, _STREAM_PHYSIO, _STREAM_MIXED = 4, 5, 6
 
 
 def realism_active(cfg: SimulationConfig) -> bool:
@@ -74,6 +82,7 @@ def realism_active(cfg: SimulationConfig) -> bool:
         or cfg.nonresponsive_fraction > 0
         or cfg.snr_spread > 0
         or cfg.null != "none"
+        or bool(cfg.unique_fractions)
     )
 
 
@@ -203,6 +212,48 @@ def apply_to_model(model: VoxelModel, real: SubjectRealism) -> VoxelModel:
     return replace(model, stim_amp=stim_amp, specific_sd=specific_sd)
 
 
+@dataclass(frozen=True)
+class MixedTuning:
+    """One subject's mixed tuning (``unique_fractions``).
+
+    Attributes
+    ----------
+    planted : numpy.ndarray
+        ``(n_voxels, 3)``: unique z, unique c and shared fractions of each responsive voxel's
+        stimulus-driven variance over the shown stimuli (NaN for voxels of unlisted ROIs).
+    z_space, c_space : numpy.ndarray
+        Stimuli × :data:`.voxels.MIXED_SPACE_DIMS`: the feature spaces they refer to.
+    """
+
+    planted: np.ndarray
+    z_space: np.ndarray
+    c_space: np.ndarray
+
+
+def apply_mixed_tuning(
+    cfg: SimulationConfig,
+    s_index: int,
+    model: VoxelModel,
+    low: np.ndarray,
+    semantic: np.ndarray,
+    used: np.ndarray,
+) -> tuple[VoxelModel, MixedTuning]:
+    """The model with the voxels of the listed ROIs mixed-tuned, and what was planted."""
+    rng = np.random.default_rng([cfg.seed, _STREAM_MIXED, s_index])
+    z_space, c_space = planting_spaces(low, semantic, used, MIXED_SPACE_DIMS)
+    planted = np.full((len(model.vox), 3), np.nan)
+    stim_amp = model.stim_amp.copy()
+    names = {name: label for label, name in ROI_LABELS.items()}
+    for roi, uz, uc in cfg.unique_fractions:
+        cols = np.flatnonzero(model.label == names[roi])
+        target = np.tile([uz, uc], (cols.size, 1))
+        signal, planted[cols] = mixed_tuning(rng, z_space, c_space, used, target)
+        mean = model.stim_amp[used][:, cols].mean(0)
+        stim_amp[:, cols] = mean + signal * model.specific_sd[cols]
+    model = replace(model, stim_amp=stim_amp, specific_sd=stim_amp[used].std(axis=0))
+    return model, MixedTuning(planted, z_space, c_space)
+
+
 def stimulus_signal(
     design: np.ndarray,
     amp: np.ndarray,
@@ -292,7 +343,7 @@ def smooth_noise(noise: np.ndarray, flat_mask: np.ndarray, fwhm: float, shape) -
 
 def realism_params(cfg: SimulationConfig) -> dict:
     """The options' settings and their model, for ``simulation.json``."""
-    return {
+    params = {
         "hrf_mismatch_s": cfg.hrf_mismatch,
         "hrf_model_of_data": "glover (as the GLM)"
         if cfg.hrf_mismatch <= 0
@@ -310,3 +361,15 @@ def realism_params(cfg: SimulationConfig) -> dict:
         "snr_spread_sd_log": cfg.snr_spread,
         "null": cfg.null,
     }
+    if cfg.unique_fractions:  # only when on: the default simulation.json is as before
+        params["unique_fractions"] = {
+            roi: {"unique_z": uz, "unique_c": uc, "shared": 1 - uz - uc}
+            for roi, uz, uc in cfg.unique_fractions
+        }
+        params["unique_fractions_model"] = (
+            "mixed tuning of the listed ROIs: fractions of each voxel's stimulus-driven variance "
+            "over the shown stimuli, exact for least-squares fits on the planting spaces (z: "
+            f"{MIXED_SPACE_DIMS} principal components of the low-level maps, c: "
+            f"{MIXED_SPACE_DIMS} of the semantic vectors); per voxel in the truth (planted_*)"
+        )
+    return params

@@ -14,7 +14,13 @@ from .config import SimulationConfig
 from .confounds import confounds_sidecar, confounds_table
 from .design import TASK, schedule
 from .features import StimulusFeatures
-from .realism import apply_to_model, draw_subject_realism, physio_rng, realism_active
+from .realism import (
+    apply_mixed_tuning,
+    apply_to_model,
+    draw_subject_realism,
+    physio_rng,
+    realism_active,
+)
 from .truth import write_subject_truth
 from .voxels import GRID_SHAPE, voxel_baselines, voxel_model
 from .writer import write_json, write_nifti, write_tsv
@@ -43,7 +49,11 @@ def simulate_subject(
     model = voxel_model(rng, anat["dseg"], stimuli.low, stimuli.semantic, used)
     baseline = voxel_baselines(rng, anat)
     run_stimuli = schedule(test_ids, train_ids, cfg, rng)
-    real = None
+    real = mixed = None
+    if cfg.unique_fractions:  # own generator, before the options that silence or permute
+        model, mixed = apply_mixed_tuning(
+            cfg, s_index, model, stimuli.low, stimuli.semantic, used
+        )  # fmt: skip
     if realism_active(cfg):  # own generators: the draws above and below are unchanged
         real = draw_subject_realism(cfg, s_index, model, stimuli.low.shape[0], used)
         model = apply_to_model(model, real)
@@ -60,7 +70,9 @@ def simulate_subject(
     _write_dseg(root, label, anat, reference)
     table = pd.concat(trials, ignore_index=True)
     truth_dir = root / "derivatives" / "simulation" / f"sub-{label}"
-    write_subject_truth(truth_dir, label, cfg, model, baseline[model.vox], table, runs, real)
+    write_subject_truth(
+        truth_dir, label, cfg, model, baseline[model.vox], table, runs, real, mixed
+    )  # fmt: skip
 
 
 def _write_run(

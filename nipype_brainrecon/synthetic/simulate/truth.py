@@ -21,7 +21,13 @@ from .bold import SNR_DEFINITION, SimulatedRun
 from .config import SimulationConfig
 from .design import HIGH_PASS_S, HRF_MODEL, TASK
 from .features import LOW_LEVEL_CHANNELS, LOW_LEVEL_GRID, StimulusFeatures
-from .realism import GLM_HRF_DELAY, GLM_HRF_UNDERSHOOT, SubjectRealism, realism_params
+from .realism import (
+    GLM_HRF_DELAY,
+    GLM_HRF_UNDERSHOOT,
+    MixedTuning,
+    SubjectRealism,
+    realism_params,
+)
 from .voxels import GRID_SHAPE, ROI_LABELS, VoxelModel
 from .writer import write_json
 
@@ -42,6 +48,16 @@ _REALISM_ARRAYS_DOC = {
     "hrf_variant": "index of the voxel's HRF variant (-1: Glover's)",
     "null_permutation": "stimuli: the stimulus whose response each one evokes "
     "(identity unless null = permuted); stimulus_amplitudes are after it",
+}
+
+
+#: Description of the arrays of mixed tuning (``unique_fractions``), written only when on.
+_MIXED_ARRAYS_DOC = {
+    "planted_unique_z, planted_unique_c, planted_shared": "per voxel, fractions of its "
+    "stimulus-driven variance over the shown stimuli: R2(z+c) - R2(c), R2(z+c) - R2(z) and the "
+    "rest, for least-squares fits on mixed_z_space / mixed_c_space (NaN: ROI not mixed)",
+    "mixed_z_space, mixed_c_space": "stimuli × 10: the planting spaces (principal components "
+    "of the low-level maps / semantic vectors over the shown stimuli, unit variance)",
 }
 
 
@@ -116,12 +132,24 @@ def write_subject_truth(
     trials: pd.DataFrame,
     runs: list[SimulatedRun],
     real: SubjectRealism | None = None,
+    mixed: MixedTuning | None = None,
 ) -> None:
     """One subject's ground truth: arrays (``.npz``) and their description (``.json``).
 
     ``baseline`` is that of the responsive voxels; ``trials`` holds every run's events with
-    their ``run`` and ``stim_index``; ``real`` the draws of :mod:`.realism` (``None``: all off).
+    their ``run`` and ``stim_index``; ``real`` the draws of :mod:`.realism` (``None``: all off);
+    ``mixed`` the planted unique-variance fractions (``unique_fractions``; arrays ``planted_*``
+    and ``mixed_*_space`` only when given).
     """
+    extra = {}
+    if mixed is not None:
+        extra = {
+            "planted_unique_z": mixed.planted[:, 0],
+            "planted_unique_c": mixed.planted[:, 1],
+            "planted_shared": mixed.planted[:, 2],
+            "mixed_z_space": mixed.z_space,
+            "mixed_c_space": mixed.c_space,
+        }
     ijk = np.column_stack(np.unravel_index(model.vox, GRID_SHAPE))
     truth_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -147,6 +175,7 @@ def write_subject_truth(
         noise_std=np.vstack([run.noise_std for run in runs]),
         signal_std=np.vstack([run.signal_std for run in runs]),
         **_realism_arrays(model, real),
+        **extra,
     )
     write_json(
         truth_dir / f"sub-{label}_task-{TASK}_groundtruth.json",
@@ -169,6 +198,7 @@ def write_subject_truth(
                 "noise_std, signal_std": "runs × voxels, BOLD units",
             },
             "realism_arrays": _REALISM_ARRAYS_DOC,
+            **({"mixed_tuning_arrays": _MIXED_ARRAYS_DOC} if mixed is not None else {}),
         },
     )
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import UsageError
 from .features import LOW_LEVEL_GRID
 
 __all__ = [
@@ -21,6 +22,10 @@ __all__ = [
     "brain_grid",
     "voxel_baselines",
     "voxel_model",
+    "MIXED_SPACE_DIMS",
+    "mixed_responses",
+    "mixed_tuning",
+    "planting_spaces",
 ]
 
 #: BOLD grid (x: left→right, y: posterior→anterior, z: inferior→superior) and voxel size (mm).
@@ -220,3 +225,186 @@ def voxel_model(
         stim_amp=stim_amp,
         specific_sd=stim_amp[used].std(axis=0),
     )
+
+
+# ----------------------------------------------------------------------------- mixed tuning
+
+#: Dimensions of the planting spaces of mixed tuning (:func:`planting_spaces`).
+MIXED_SPACE_DIMS = 10
+#: Canonical pairs of the two spaces mixed into each voxel's shared component.
+_SHARED_PAIRS = 2
+#: Weights of the canonical pairs in the shared component (the most correlated pair dominates).
+_SHARED_SCALE = np.array([1.0, 0.3])
+_TRIES = 20
+
+
+def planting_spaces(
+    low: np.ndarray, semantic: np.ndarray, used: np.ndarray, dims: int = MIXED_SPACE_DIMS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two feature spaces of mixed tuning: the ``z`` (image) and ``c`` (semantic) spaces.
+
+    Each is the stimuli's projection on the first ``dims`` principal components (over the shown
+    stimuli ``used``) of the low-level maps (``z``) or of the semantic vectors (``c``), scaled
+    to unit variance per component over ``used``; rows are all stimuli.
+    """
+    out = []
+    for feats in (low, semantic):
+        x = np.asarray(feats, dtype=np.float64)
+        centre = x[used].mean(0)
+        _, _, vt = np.linalg.svd(x[used] - centre, full_matrices=False)
+        k = min(dims, vt.shape[0])
+        proj = (x - centre) @ vt[:k].T
+        out.append(proj / proj[used].std(0))
+    return out[0], out[1]
+
+
+def _solve_mix(v: np.ndarray, qz: np.ndarray, qc: np.ndarray, target: tuple[float, float]):
+    """Weights ``x`` of the columns of ``v`` whose sum has unique fractions ``target``
+    (``qz``, ``qc``: orthonormal bases of the two spans)."""
+    from scipy.optimize import least_squares
+
+    g = v.T @ v
+    az = v.T @ (v - qc @ (qc.T @ v))  # (I - P_c) v: the part c cannot predict
+    ac = v.T @ (v - qz @ (qz.T @ v))
+    uz, uc = target
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        total = x @ g @ x
+        return np.array([x @ az @ x - uz * total, x @ ac @ x - uc * total, total - 1.0])
+
+    start = np.sqrt(np.clip([uz, uc, 1.0 - uz - uc], 1e-3, None))
+    sol = least_squares(resid, start, xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    x = sol.x
+    total = x @ g @ x
+    return x, np.array([x @ az @ x, x @ ac @ x]) / total
+
+
+def mixed_tuning(
+    rng: np.random.Generator,
+    z_space: np.ndarray,
+    c_space: np.ndarray,
+    used: np.ndarray,
+    fractions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stimulus signals with planted unique-variance fractions of two feature spaces.
+
+    Over the shown stimuli ``used``, with ``P_z`` and ``P_c`` the projections on the (centred)
+    spans of ``z_space`` and ``c_space``, each voxel's signal is ``s = a u_z + b u_c + d h``:
+    ``u_z = (I - P_c) Z alpha`` (a random direction of the z space with all that the c space
+    predicts removed), ``u_c = (I - P_z) C beta`` and ``h`` a random mix of the two spaces'
+    most correlated canonical pairs (``p_i + q_i``). ``a, b, d`` are solved so that, exactly,
+    ``1 - R2_c(s) = uz`` and ``1 - R2_z(s) = uc``, the R² being those of the least-squares fit
+    over ``used``: with ``R2_{z+c}(s) = 1`` these are the unique fractions of variance
+    partitioning (``R2(z+c) - R2(c)`` and ``R2(z+c) - R2(z)``); ``shared = 1 - uz - uc``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    z_space, c_space : numpy.ndarray
+        Stimuli × features (:func:`planting_spaces`).
+    used : numpy.ndarray
+        Indices of the shown stimuli.
+    fractions : numpy.ndarray
+        ``(n_voxels, 2)``: target unique z and unique c fractions of each voxel (sum <= 1; the
+        shared part ``1 - uz - uc`` cannot exceed what the spaces' canonical correlations allow).
+
+    Returns
+    -------
+    signal : numpy.ndarray
+        Stimuli × voxels, mean 0 and SD 1 over ``used``, linear in the two spaces.
+    planted : numpy.ndarray
+        ``(n_voxels, 3)``: the exact unique z, unique c and shared fractions reached.
+    """
+    zc, cc = z_space - z_space[used].mean(0), c_space - c_space[used].mean(0)
+    zu, cu = zc[used], cc[used]
+    qz, rz = np.linalg.qr(zu)
+    qc, rc = np.linalg.qr(cu)
+    left, _, right_t = np.linalg.svd(qz.T @ qc)
+    wz_can = np.linalg.solve(rz, left[:, :_SHARED_PAIRS])  # canonical weights, z side
+    wc_can = np.linalg.solve(rc, right_t[:_SHARED_PAIRS].T)
+    n_vox = fractions.shape[0]
+    signal = np.empty((z_space.shape[0], n_vox))
+    planted = np.empty((n_vox, 3))
+    for v in range(n_vox):
+        for _ in range(_TRIES):  # a draw whose target is out of reach is drawn again
+            out = _one_voxel(rng, zu, cu, (qz, rz), (qc, rc), (wz_can, wc_can), fractions[v])
+            if np.abs(out[2][:2] - fractions[v]).max() < 1e-9:
+                break
+        else:
+            raise UsageError(
+                f"unique fractions {tuple(fractions[v])}: out of reach of these stimuli "
+                f"(shared {1 - sum(fractions[v]):.2f}); plant less shared variance"
+            )
+        w_z, w_c, planted[v] = out
+        s = zc @ w_z + cc @ w_c
+        signal[:, v] = s / s[used].std()
+    return signal, planted
+
+
+def _one_voxel(rng, zu, cu, z_qr, c_qr, canonical, target):
+    """One draw of a voxel's directions; its weights on the z and c columns and fractions."""
+    (qz, rz), (qc, rc) = z_qr, c_qr
+    alpha = rng.normal(size=zu.shape[1])
+    beta = rng.normal(size=cu.shape[1])
+    mix = rng.normal(size=_SHARED_PAIRS) * _SHARED_SCALE
+    # each component as weights on (z, c) columns: column 0 u_z, 1 u_c, 2 h
+    z_of_c = np.linalg.solve(rz, qz.T @ (cu @ beta))  # least-squares weights: P_z C beta
+    c_of_z = np.linalg.solve(rc, qc.T @ (zu @ alpha))
+    w_z = np.column_stack([alpha, -z_of_c, canonical[0] @ mix])
+    w_c = np.column_stack([-c_of_z, beta, canonical[1] @ mix])
+    comps = zu @ w_z + cu @ w_c
+    norms = np.sqrt((comps**2).sum(0))
+    x, reached = _solve_mix(comps / norms, qz, qc, (float(target[0]), float(target[1])))
+    return w_z @ (x / norms), w_c @ (x / norms), np.array([*reached, 1.0 - reached.sum()])
+
+
+def mixed_responses(
+    seed: int,
+    fractions: dict[str, tuple[float, float]],
+    *,
+    n_train: int = 500,
+    n_test: int = 200,
+    n_voxels: int = 40,
+    noise_sd: float = 1.0,
+    image_size: int = 64,
+) -> dict:
+    """Single-trial responses of mixed-tuned voxels to generated scenes (no BOLD, no GLM).
+
+    Scenes from :func:`~nipype_brainrecon.synthetic.stimuli.generate_scenes` (``seed``); the
+    first ``n_train`` are the training set, the rest the test set; all are "shown" (``used``).
+    ``n_voxels`` voxels per entry of ``fractions`` (``{roi: (unique z, unique c)}``) get
+    :func:`mixed_tuning` signals (SD 1 over the stimuli) plus Gaussian noise of SD
+    ``noise_sd``, so the planted unique R² of a voxel is its fraction times
+    ``1 / (1 + noise_sd**2)``.
+
+    Returns
+    -------
+    dict
+        ``z``, ``c`` (stimuli × :data:`MIXED_SPACE_DIMS`, :func:`planting_spaces`), ``signal``
+        and ``responses`` (stimuli × voxels), ``roi`` (name of each voxel), ``planted``
+        (voxels × 3: unique z, unique c, shared fractions of the signal), ``explainable``
+        (``1 / (1 + noise_sd**2)``), ``train`` and ``test`` (row indices).
+    """
+    from .. import stimuli as stim
+    from .features import low_level_features
+
+    scenes = stim.generate_scenes(n_train + n_test, seed=seed)
+    semantic = np.stack([stim.scene_semantics(s) for s in scenes])
+    low = np.stack([low_level_features(stim.render_scene(s, image_size)) for s in scenes])
+    used = np.arange(len(scenes))
+    z, c = planting_spaces(low.reshape(len(scenes), -1), semantic, used)
+    rng = np.random.default_rng([seed, 22])
+    target = np.repeat(np.array(list(fractions.values()), dtype=np.float64), n_voxels, axis=0)
+    signal, planted = mixed_tuning(rng, z, c, used, target)
+    noise = rng.normal(0.0, noise_sd, signal.shape)
+    return {
+        "z": z,
+        "c": c,
+        "signal": signal,
+        "responses": signal + noise,
+        "roi": np.repeat(list(fractions), n_voxels),
+        "planted": planted,
+        "explainable": 1.0 / (1.0 + noise_sd**2),
+        "train": np.arange(n_train),
+        "test": np.arange(n_train, n_train + n_test),
+    }
