@@ -35,6 +35,9 @@ class FeatureExtractor:
         Where the weights came from (a file, a model id, or "none"), for provenance.
     batch_size : int
         Images passed to ``fn`` at once.
+    implementation : str
+        Which code computes the features (e.g. ``"torchvision 0.28.0"``, ``"rewrite"``), for
+        provenance; empty when not applicable.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class FeatureExtractor:
         *,
         source: str = "none",
         batch_size: int = 64,
+        implementation: str = "",
     ) -> None:
         for label, kind in outputs.items():
             if kind not in ("identification", "distance"):
@@ -53,11 +57,13 @@ class FeatureExtractor:
         self.outputs: dict[str, Kind] = dict(outputs)
         self.source = source
         self.batch_size = int(batch_size)
+        self.implementation = str(implementation)
         self._fn = fn
 
     def __repr__(self) -> str:
         return (
-            f"FeatureExtractor({self.name!r}, outputs={list(self.outputs)}, source={self.source!r})"
+            f"FeatureExtractor({self.name!r}, outputs={list(self.outputs)}, "
+            f"source={self.source!r}, implementation={self.implementation!r})"
         )
 
     def __call__(self, images: Any) -> dict[str, np.ndarray]:

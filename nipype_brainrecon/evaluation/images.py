@@ -3,7 +3,8 @@
 All resizing here is bilinear with antialiasing (``torch.nn.functional.interpolate(
 mode="bilinear", antialias=True)``), the behaviour of torchvision's ``Resize(size,
 InterpolationMode.BILINEAR)`` on tensors since torchvision 0.17 and of PIL's bilinear filter;
-images are resized to ``size`` x ``size``. MindEye's scripts call that ``Resize``; which
+:func:`resize_images` gives ``size`` x ``size`` (PixCorr, SSIM, CLIP); the networks resize the
+shorter side to ``size``, as torchvision's ``Resize(int)`` (``networks.resize_short_side``). MindEye's scripts call that ``Resize``; which
 antialiasing their torchvision applied depends on its version. Seen images read from files
 (:func:`load_images`) are resized with Lanczos to the size asked for.
 """

@@ -1,22 +1,31 @@
 """Network feature extractors: AlexNet, Inception v3, EfficientNet-B1, SwAV and CLIP.
 
-The torchvision-format networks (:mod:`nipype_brainrecon.evaluation.architectures`) load local
-weights found by :func:`~nipype_brainrecon.evaluation.weights.find_weights`; CLIP (ViT-L/14
-image embedding through transformers' ``CLIPVisionModelWithProjection``) is read with
+AlexNet, Inception v3, EfficientNet-B1 and SwAV (a ResNet-50) load local torchvision-format
+weights found by :func:`~nipype_brainrecon.evaluation.weights.find_weights`. Where torchvision
+imports, the network is torchvision's own (``torchvision.models.<arch>(weights=None)`` with those
+weights, nodes read by ``create_feature_extractor`` as in MindEye's scripts); otherwise the
+plain-torch rewrite of :mod:`nipype_brainrecon.evaluation.architectures` runs. Which one ran is
+the extractor's ``implementation``. Images are resized as torchvision's ``Resize(size,
+BILINEAR)`` on float tensors: shorter side to ``size``, antialiased. CLIP (ViT-L/14 image
+embedding through transformers' ``CLIPVisionModelWithProjection``) is read with
 ``local_files_only=True``. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import MissingInputError
+from ..errors import MissingInputError, UsageError
 from .architectures import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,6 +42,90 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: Default CLIP model: the ViT-L/14 of the paper and of MindEye.
 CLIP_MODEL = "openai/clip-vit-large-patch14"
+#: Which network code runs: torchvision's where it imports, else the rewrite ("auto").
+IMPLEMENTATIONS = ("auto", "torchvision", "rewrite")
+
+logger = logging.getLogger(__name__)
+
+#: torchvision constructors of the networks, as MindEye's scripts build them (Inception v3 with
+#: ``transform_input=True``, which torchvision sets whenever it loads the Google weights).
+_TORCHVISION_BUILDERS: dict[str, Callable[[ModuleType], nn.Module]] = {
+    "alexnet": lambda m: m.alexnet(weights=None),
+    "inception": lambda m: m.inception_v3(
+        weights=None, aux_logits=True, init_weights=False, transform_input=True
+    ),
+    "efficientnet": lambda m: m.efficientnet_b1(weights=None),
+    "swav": lambda m: m.resnet50(weights=None),
+}
+
+
+@functools.cache
+def torchvision_models() -> ModuleType | None:
+    """``torchvision.models`` if torchvision imports and works here, else None.
+
+    A missing or broken torchvision (e.g. a wheel built for another torch) is not an error: the
+    plain-torch rewrite is used instead and the reason is logged at debug level.
+    """
+    try:
+        import torchvision.models as models
+        from torchvision.models import feature_extraction  # noqa: F401
+    except Exception as exc:  # ImportError, or RuntimeError from a mismatched torch build
+        logger.debug("torchvision unusable (%s: %s); using the rewrite", type(exc).__name__, exc)
+        return None
+    return models
+
+
+def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
+    """torchvision's ``Resize(size, BILINEAR)`` on a float batch (n, 3, H, W): the shorter side
+    becomes ``size``, the longer ``int(size * long / short)``; antialiased; unchanged at size."""
+    h, w = (int(v) for v in x.shape[-2:])
+    short, long = min(h, w), max(h, w)
+    new_long = int(size * long / short)
+    new = (size, new_long) if h <= w else (new_long, size)
+    if new == (h, w):
+        return x
+    return torch.nn.functional.interpolate(
+        x, size=new, mode="bilinear", align_corners=False, antialias=True
+    )
+
+
+def _build_network(
+    what: str,
+    rewrite: Callable[[], nn.Module],
+    state: Mapping[str, torch.Tensor],
+    nodes: Sequence[str],
+    *,
+    source: str,
+    optional: Sequence[str],
+    implementation: str,
+) -> tuple[nn.Module, str]:
+    """The network returning a dict of ``nodes``, torchvision's or the rewrite, and its label."""
+    if implementation not in IMPLEMENTATIONS:
+        raise UsageError(
+            f"implementation={implementation!r}: choose from {', '.join(IMPLEMENTATIONS)}"
+        )
+    models = torchvision_models() if implementation != "rewrite" else None
+    if implementation == "torchvision" and models is None:
+        raise MissingInputError(
+            f"{what}: implementation='torchvision' but torchvision cannot be imported here; "
+            "install a torchvision matching torch or use implementation='auto'"
+        )
+    if models is None:
+        net = load_network_weights(rewrite(), state, source=source, optional=optional)
+        label = "rewrite"
+    else:
+        import torchvision
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        tv = load_network_weights(
+            _TORCHVISION_BUILDERS[what](models), state, source=source, optional=optional
+        )
+        with warnings.catch_warnings():  # Inception's train/eval graphs differ: expected
+            warnings.filterwarnings("ignore", message="NOTE: The nodes obtained by tracing")
+            net = create_feature_extractor(tv, return_nodes=list(nodes))
+        label = f"torchvision {torchvision.__version__}"
+    logger.info("%s extractor: %s network, weights %s", what, label, source)
+    return net.eval(), label
 
 
 def _torch_extractor(
@@ -47,20 +140,67 @@ def _torch_extractor(
     source: str,
     device: str | torch.device,
     batch_size: int,
+    implementation: str,
+    square: bool = False,
 ) -> FeatureExtractor:
-    """Wrap a network whose ``forward`` returns a dict of node outputs."""
+    """Wrap a network whose ``forward`` returns a dict of node outputs.
+
+    Images are resized shorter side to ``input_size`` (torchvision's ``Resize``), or to
+    ``input_size`` x ``input_size`` with ``square`` (CLIP, whose input size is fixed).
+    """
     dev = torch.device(device)
     module = module.to(dev).eval()
     m = torch.tensor(mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+    resize = resize_tensor if square else resize_short_side
 
     def fn(images: np.ndarray) -> dict[str, np.ndarray]:
-        x = resize_tensor(to_tensor(images).to(dev), input_size)
+        x = resize(to_tensor(images).to(dev), input_size)
         with torch.inference_mode():
             out = module((x - m) / s)
         return {label: out[node].flatten(1).float().cpu().numpy() for label, node in nodes.items()}
 
-    return FeatureExtractor(name, kinds, fn, source=source, batch_size=batch_size)
+    return FeatureExtractor(
+        name, kinds, fn, source=source, batch_size=batch_size, implementation=implementation
+    )
+
+
+def _network_extractor(
+    what: str,
+    rewrite: Callable[[], nn.Module],
+    path: Path,
+    outputs: Mapping[str, tuple[str, Kind]],
+    *,
+    optional: Sequence[str],
+    input_size: int,
+    device: str,
+    batch_size: int,
+    implementation: str,
+) -> FeatureExtractor:
+    """Load ``path`` into torchvision's network or the rewrite; ``outputs``: label → (node, kind)."""
+    nodes = {label: node for label, (node, _) in outputs.items()}
+    net, label = _build_network(
+        what,
+        rewrite,
+        load_state_dict_file(path),
+        sorted(set(nodes.values())),
+        source=str(path),
+        optional=optional,
+        implementation=implementation,
+    )
+    return _torch_extractor(
+        what,
+        net,
+        nodes,
+        {label: kind for label, (_, kind) in outputs.items()},
+        input_size=input_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        source=str(path),
+        device=device,
+        batch_size=batch_size,
+        implementation=label,
+    )
 
 
 def alexnet_factory(
@@ -69,23 +209,27 @@ def alexnet_factory(
     device: str = "cpu",
     batch_size: int = 32,
     input_size: int = 256,
+    implementation: str = "auto",
 ) -> FeatureExtractor:
-    """AlexNet layers 2 and 5 (torchvision's ``features.4`` / ``features.11``) at 256 px."""
+    """AlexNet layers 2 and 5 (torchvision's ``features.4`` / ``features.11``) at 256 px.
+
+    ``implementation``: ``"auto"`` (torchvision's network where it imports, else the rewrite),
+    ``"torchvision"`` or ``"rewrite"``; the same for every network extractor.
+    """
     path = find_weights("alexnet", ["alexnet*.safetensors", "alexnet*.pth"], weights)
-    net = load_network_weights(
-        AlexNetFeatures(), load_state_dict_file(path), source=str(path), optional=["classifier."]
-    )
-    return _torch_extractor(
+    return _network_extractor(
         "alexnet",
-        net,
-        {"AlexNet(2)": "features.4", "AlexNet(5)": "features.11"},
-        {"AlexNet(2)": "identification", "AlexNet(5)": "identification"},
+        AlexNetFeatures,
+        path,
+        {
+            "AlexNet(2)": ("features.4", "identification"),
+            "AlexNet(5)": ("features.11", "identification"),
+        },
+        optional=["classifier."],
         input_size=input_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source=str(path),
         device=device,
         batch_size=batch_size,
+        implementation=implementation,
     )
 
 
@@ -95,26 +239,20 @@ def inception_factory(
     device: str = "cpu",
     batch_size: int = 16,
     input_size: int = 342,
+    implementation: str = "auto",
 ) -> FeatureExtractor:
     """InceptionV3 pool features (2,048-d) at 342 px, torchvision's ``transform_input`` on."""
     path = find_weights("inception", ["inception_v3*.safetensors", "inception_v3*.pth"], weights)
-    net = load_network_weights(
-        InceptionV3Features(),
-        load_state_dict_file(path),
-        source=str(path),
-        optional=["AuxLogits.", "fc."],
-    )
-    return _torch_extractor(
+    return _network_extractor(
         "inception",
-        net,
-        {"InceptionV3": "avgpool"},
-        {"InceptionV3": "identification"},
+        InceptionV3Features,
+        path,
+        {"InceptionV3": ("avgpool", "identification")},
+        optional=["AuxLogits.", "fc."],
         input_size=input_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source=str(path),
         device=device,
         batch_size=batch_size,
+        implementation=implementation,
     )
 
 
@@ -124,28 +262,22 @@ def efficientnet_factory(
     device: str = "cpu",
     batch_size: int = 16,
     input_size: int = 255,
+    implementation: str = "auto",
 ) -> FeatureExtractor:
     """EfficientNet-B1 pool features (1,280-d) at 255 px, scored as a distance."""
     path = find_weights(
         "efficientnet", ["efficientnet_b1*.safetensors", "efficientnet_b1*.pth"], weights
     )
-    net = load_network_weights(
-        EfficientNetB1Features(),
-        load_state_dict_file(path),
-        source=str(path),
-        optional=["classifier."],
-    )
-    return _torch_extractor(
+    return _network_extractor(
         "efficientnet",
-        net,
-        {"EffNet-B1": "avgpool"},
-        {"EffNet-B1": "distance"},
+        EfficientNetB1Features,
+        path,
+        {"EffNet-B1": ("avgpool", "distance")},
+        optional=["classifier."],
         input_size=input_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source=str(path),
         device=device,
         batch_size=batch_size,
+        implementation=implementation,
     )
 
 
@@ -154,26 +286,26 @@ def swav_factory(
     weights: str | os.PathLike | None = None,
     device: str = "cpu",
     batch_size: int = 16,
-    input_size: int = 255,
+    input_size: int = 224,
+    implementation: str = "auto",
 ) -> FeatureExtractor:
-    """SwAV ResNet-50 pool features (2,048-d) at 255 px (MindEye's preprocessing), a distance."""
+    """SwAV ResNet-50 pool features (2,048-d) at 224 px (MindEye's ``Resize(224)``), a distance.
+
+    SwAV's hub entry point is torchvision's ``resnet50`` with the SwAV checkpoint loaded.
+    """
     path = find_weights(
         "swav", ["swav*.safetensors", "swav*.pth", "swav*.pth.tar", "resnet50_swav*"], weights
     )
-    net = load_network_weights(
-        ResNet50Features(), load_state_dict_file(path), source=str(path), optional=["fc."]
-    )
-    return _torch_extractor(
+    return _network_extractor(
         "swav",
-        net,
-        {"SwAV": "avgpool"},
-        {"SwAV": "distance"},
+        ResNet50Features,
+        path,
+        {"SwAV": ("avgpool", "distance")},
+        optional=["fc."],
         input_size=input_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        source=str(path),
         device=device,
         batch_size=batch_size,
+        implementation=implementation,
     )
 
 
@@ -233,7 +365,8 @@ def clip_factory(
     input_size: int | None = None,
 ) -> FeatureExtractor:
     """CLIP image embedding (``image_embeds``: 768-d for ViT-L/14), MindEye's preprocessing:
-    bilinear resize to the model's input size (224 px) and CLIP's normalisation.
+    bilinear resize to the model's input size (224 px) and CLIP's normalisation. Non-square
+    images are resized to a square (the model's input is fixed; MindEye only fed squares).
 
     ``model`` is a hub id read from the local Hugging Face cache only, a local folder, or an
     already built ``CLIPVisionModelWithProjection``.
@@ -254,4 +387,6 @@ def clip_factory(
         source=source,
         device=device,
         batch_size=batch_size,
+        implementation=f"transformers {type(net).__name__}",
+        square=True,
     )

@@ -188,6 +188,32 @@ def check_ssim_options(size: int, variant: str, sigma: float) -> None:
         raise UsageError(f"size={size}: SSIM needs images of at least {win} px (its window)")
 
 
+#: Memory for one block of standardised originals in :func:`pixcorr_matrix` (float64).
+_MATRIX_BLOCK_BYTES = 2**28
+
+
+def pixcorr_matrix(orig: np.ndarray, rec: np.ndarray, size: int, batch_size: int) -> np.ndarray:
+    """PixCorr of every original with every reconstruction of checked arrays (n, H, W, 3) and
+    (n, S, H', W', 3): ``[i, c]`` is the mean over samples of r(original i, reconstruction c),
+    so the diagonal is ``pixcorr_scores(...).mean(axis=1)`` and a permutation of the labels is
+    a permutation of the columns (the PixCorr null). Originals are standardised in blocks of
+    at most 256 MB; each block is one matrix product with the reconstructions' mean
+    standardised pixels (r is linear in the standardised reconstruction)."""
+    n, s = rec.shape[:2]
+    block = max(1, min(n, _MATRIX_BLOCK_BYTES // (8 * 3 * size * size)))
+    out = np.zeros((n, n))
+    for osl in batches(n, block):
+        o = resize_images(orig[osl], size).reshape(osl.stop - osl.start, -1)
+        o_std, o_const = row_standardise(o.astype(np.float64))
+        o_std[o_const] = 0.0  # a constant image scores 0, as in pixcorr_scores
+        for rsl in batches(n, batch_size):
+            r = resize_images(rec[rsl], size).reshape(rsl.stop - rsl.start, s, -1)
+            r_std, r_const = row_standardise(r.astype(np.float64))
+            r_std[r_const] = 0.0
+            out[osl, rsl] = o_std @ r_std.mean(axis=1).T
+    return np.clip(out, -1.0, 1.0)
+
+
 def ssim_scores(
     orig: np.ndarray,
     rec: np.ndarray,

@@ -25,7 +25,14 @@ from .metrics import (
     identification_with_null,
     two_way_identification,
 )
-from .pixelwise import SSIMVariant, check_ssim_options, pixcorr_scores, ssim_scores
+from .nulls import assignment_scorer, bootstrap_ci, permutation_null
+from .pixelwise import (
+    SSIMVariant,
+    check_ssim_options,
+    pixcorr_matrix,
+    pixcorr_scores,
+    ssim_scores,
+)
 
 #: Columns after the baselines: the permutation null and bootstrap CI of identification rows.
 NULL_COLUMNS = ("null_p95", "p_value", "ci_low", "ci_high")
@@ -91,7 +98,7 @@ def evaluate(
         empirical chance level of every metric), ``baseline: NAME`` per baseline, then
         ``null_p95``, ``p_value`` (permutation null: 95th percentile, and (1 + #{null >=
         value}) / (1 + n_permutations)), ``ci_low``, ``ci_high`` (95 % bootstrap interval over
-        images), for two-way identification only (NaN in other rows).
+        images), for two-way identification and PixCorr (NaN in other rows).
         ``DataFrame.attrs`` records the settings and each extractor's weights source.
         With ``per_image=True``, ``(table, per_image_table)``.
     """
@@ -111,14 +118,16 @@ def evaluate(
         name: check_pairs(orig, imgs, what=f"baseline {name!r}")[1] for name, imgs in base.items()
     }
     _score_pixels(rows, orig, rec, base_sets, wrong, size, ssim_variant, batch_size)
-    sources = {}
+    sources, implementations = {}, {}
     for extractor in built:
         sources[extractor.name] = extractor.source
+        implementations[extractor.name] = extractor.implementation or "package"
         _score_features(rows, extractor, orig, rec, base, wrong)
 
     table = pd.DataFrame(rows.rows).set_index("metric")
     table.attrs = _settings(n, n_samples, size, ssim_variant, seed, sources, list(base))
     table.attrs.update(rows.resampling)
+    table.attrs["extractor_implementations"] = implementations
     if not per_image:
         return table
     per_table = pd.DataFrame(rows.per_image, index=pd.RangeIndex(n, name="image"))
@@ -200,7 +209,26 @@ def _score_pixels(
             chance=float("nan"),
             mismatched=score(rec, wrong),
             base_values={name: score(imgs) for name, imgs in base_sets.items()},
+            stats=_pixcorr_null(orig, rec, size, batch_size, rows.resampling)
+            if label == "PixCorr"
+            else None,
         )
+
+
+def _pixcorr_null(
+    orig: np.ndarray, rec: np.ndarray, size: int, batch_size: int, r: Mapping[str, int]
+) -> dict[str, float]:
+    """PixCorr's permutation null (test labels permuted: columns of the original x
+    reconstruction matrix) and bootstrap CI, as for identification."""
+    matrix = pixcorr_matrix(orig, rec, size, batch_size)
+    null = permutation_null(
+        assignment_scorer(matrix),
+        len(matrix),
+        n_permutations=r["n_permutations"],
+        seed=r["resampling_seed"],
+    )
+    ci = bootstrap_ci(np.diag(matrix), n_boot=r["n_boot"], seed=r["resampling_seed"])
+    return {"null_p95": null.p95, "p_value": null.p_value, "ci_low": ci.low, "ci_high": ci.high}
 
 
 def _features(extractor: FeatureExtractor, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -306,7 +334,8 @@ def _settings(
         "n_images": int(n),
         "n_samples": int(n_samples),
         "size": int(size),
-        "resize": "bilinear, antialiased (torch interpolate)",
+        "resize": "bilinear, antialiased (torch interpolate); PixCorr/SSIM to size x size, "
+        "networks: shorter side to their input size",
         "ssim_variant": ssim_variant,
         "ssim_settings": "gray (rgb2gray weights), gaussian sigma 1.5 truncate 3.5, "
         "population covariance, K1 0.01, K2 0.03, data range 1",
@@ -315,7 +344,7 @@ def _settings(
         "baselines": baselines,
         "chance_note": "two-way identification: 0.5; PixCorr, SSIM and distances have no "
         "analytic chance level: see 'mismatched' and the baselines",
-        "null_note": "identification rows: null_p95 and p_value from permuting which "
+        "null_note": "identification and PixCorr rows: null_p95 and p_value from permuting which "
         "reconstruction belongs to which original; ci_low/ci_high: percentile bootstrap over "
         "images; ties count one half",
     }

@@ -584,6 +584,7 @@ def test_evaluate_table_has_chance_mismatched_and_baselines_for_every_metric():
     )
     assert table.attrs["n_images"] == n and table.attrs["n_samples"] == 2
     assert table.attrs["extractor_sources"]["pixels"] == "none"
+    assert table.attrs["extractor_implementations"]["pixels"] == "package"
 
     assert per.shape == (n, len(table))
     np.testing.assert_allclose(per["SSIM"], ev.ssim(orig, rec, size=32).mean(axis=1))
@@ -609,3 +610,34 @@ def test_evaluate_rejects_bad_inputs():
         ev.evaluate(orig, orig, extractors=(), size=16, baselines={"": orig})
     with pytest.raises(UsageError, match="unknown feature extractor"):
         ev.evaluate(orig, orig, extractors=("nope",), size=16)
+
+
+def test_pixcorr_null_is_the_permuted_labels_pixcorr():
+    """PixCorr's null: permuting which reconstruction belongs to which original. Each draw of
+    the matrix-based null equals PixCorr computed directly on the permuted reconstructions; the
+    diagonal is the reported value; related images sit far above the null, unrelated ones not."""
+    from nipype_brainrecon.evaluation.nulls import assignment_scorer, permutations
+    from nipype_brainrecon.evaluation.pixelwise import pixcorr_matrix
+
+    rng = np.random.default_rng(4)
+    n = 12
+    orig = _scenes(n, 32, seed=9)
+    rec = np.clip(orig[:, None] / 255 + 0.3 * rng.standard_normal((n, 3, 32, 32, 3)), 0, 1)
+    rec[2, 1] = 0.5  # a constant sample scores 0, in the matrix as in PixCorr
+    matrix = pixcorr_matrix(orig, rec, 24, batch_size=5)
+    np.testing.assert_allclose(np.diag(matrix), ev.pixcorr(orig, rec, size=24).mean(axis=1))
+    perms = permutations(n, 5, seed=1)
+    for perm, draw in zip(perms, assignment_scorer(matrix)(perms), strict=True):
+        # original i gets reconstruction perm[i]
+        np.testing.assert_allclose(draw, ev.pixcorr(orig, rec[perm], size=24).mean(), rtol=1e-9)
+
+    table = ev.evaluate(orig, rec, extractors=(), size=24)
+    row = table.loc["PixCorr"]
+    np.testing.assert_allclose(row["value"], np.diag(matrix).mean())
+    assert row["p_value"] == 1 / 1001 and row["value"] > row["null_p95"]
+    assert row["ci_low"] < row["value"] < row["ci_high"]
+    assert table.loc["SSIM", ["null_p95", "p_value", "ci_low", "ci_high"]].isna().all()
+
+    unrelated = np.clip(0.5 + 0.3 * rng.standard_normal((n, 3, 32, 32, 3)), 0, 1)
+    row = ev.evaluate(orig, unrelated, extractors=(), size=24).loc["PixCorr"]
+    assert row["p_value"] > 0.05 and row["value"] < row["null_p95"]

@@ -168,7 +168,9 @@ def test_evaluate_adds_null_columns_at_the_end():
         "mismatched",
         "baseline: mean",
     ]
-    assert table.loc[["PixCorr", "SSIM"], list(NULL_COLUMNS)].isna().all().all()
+    assert table.loc["SSIM", list(NULL_COLUMNS)].isna().all()  # no null for SSIM
+    assert table.loc["PixCorr", list(NULL_COLUMNS)].notna().all()  # PixCorr: matrix null
+    assert table.loc["PixCorr", "p_value"] == 1 / 301
     assert table.attrs["n_permutations"] == 300 and table.attrs["n_boot"] == 200
     # the identification rows against the functions on the extractor's own features
     from nipype_brainrecon.evaluation import get_extractor
