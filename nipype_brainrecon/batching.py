@@ -21,8 +21,9 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar over ``total`` images, one tick per image; silent when disabled or empty.
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "image"):
+    """A tqdm bar over ``total`` items (``unit``: images by default); silent when disabled or
+    empty.
 
     A terminal that reports no size (a pseudo-terminal with none set) gets 80 × 24, where
     tqdm would draw nothing.
@@ -35,7 +36,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(
         total=total,
         desc=desc,
-        unit="image",
+        unit=unit,
         disable=not enabled or total == 0,
         ncols=None if sized else 80,
         nrows=None if sized else 24,

@@ -140,7 +140,8 @@ def init_decoding_wf(
         Threads of the numerical nodes: their ``n_procs`` (what MultiProc and clusters reserve)
         and their ``num_threads`` (the BLAS, OpenMP and torch threads they may start).
     progress : bool
-        Progress bars of the feature extraction (on a terminal; the CLI sets it).
+        Progress bars of the single-trial GLM, the feature extraction and the ridge solver
+        (on a terminal; the CLI sets it).
     events_spec : dict, optional
         How the GLM reads the events: ``stim_column``, ``stim_map``, ``stim_template``,
         ``trial_filter`` (``ParticipantInputs.events_spec.inputs()``; see
@@ -222,6 +223,8 @@ def init_decoding_wf(
         )
         for key, value in (events_spec or {}).items():
             setattr(betas.inputs, key, value)
+        if progress:  # set only when True: the node's hash stays that of a run without bars
+            betas.inputs.progress = True
         workflow.connect([
             (inputnode, betas, [("bold_files", "bold_file"),
                                 ("events_files", "events_file"),
@@ -306,6 +309,8 @@ def init_decoding_wf(
         )
         if not fit_intercept:
             fit.inputs.fit_intercept = False
+        if progress:  # set only when True: the node's hash stays that of a run without bars
+            fit.inputs.progress = True
         predict = pe.Node(PredictDecoder(), name=f"predict_{target}", mem_gb=2.0)
         workflow.connect([
             (betas_out, extract, [("betas_files", "betas_files"),

@@ -59,8 +59,8 @@ def init_participant_wf(
     omp_nthreads : int
         Threads per numerical node.
     progress : bool
-        Progress bars of the feature extraction and the reconstruction (the CLI sets it when
-        stderr is a terminal).
+        Progress bars of the single-trial GLM, the feature extraction, the ridge solver and
+        the reconstruction (the CLI sets it when stderr is a terminal; no result depends on it).
     name : str, optional
         Workflow name (default ``sub_<label>_wf``).
     datasets : dict, optional

@@ -7,11 +7,13 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ..batching import progress_bar
 from ..errors import DataError, UsageError
 from .betas_io import betas_image
 from .confounds import select_confounds
@@ -44,6 +46,14 @@ def _run_label(run: int | str | None, bold: PathOrImage) -> int | str:
     return 1
 
 
+def _bar_desc(run: int | str | None, bold: PathOrImage) -> str:
+    """``"sub-01 run-2 betas: voxels"``: the subject (from the BOLD file name, when it names
+    one) and the run label."""
+    subject = re.search(r"(?:^|_)(sub-[a-zA-Z0-9]+)", Path(source_name(bold, "")).name)
+    prefix = f"{subject.group(1)} " if subject else ""
+    return f"{prefix}run-{_run_label(run, bold)} betas: voxels"
+
+
 def _check_choice(value: object, allowed: Sequence[object], option: str) -> None:
     if value not in allowed:
         raise UsageError(f"{option}={value!r}: not supported; use one of {list(allowed)}")
@@ -68,6 +78,7 @@ def estimate_single_trial_betas(
     lss_others: str = "all",
     ar_bins: int = 100,
     run: int | str | None = None,
+    progress: bool = False,
 ) -> tuple[nib.Nifti1Image, pd.DataFrame]:
     """Estimate one response amplitude per trial and voxel of a BOLD run.
 
@@ -110,6 +121,9 @@ def estimate_single_trial_betas(
         AR(1) coefficients are truncated to multiples of ``1 / ar_bins`` (nilearn's ``bins``).
     run : int or str, optional
         Run label for the trials table (default: the ``run-`` entity of the BOLD file name, else 1).
+    progress : bool
+        Show a tqdm bar over the voxel chunks of the fit (``"sub-01 run-1 betas: voxels"``); the
+        workflows set it on a terminal only. The betas do not depend on it.
 
     Returns
     -------
@@ -169,9 +183,13 @@ def estimate_single_trial_betas(
         raise DataError(f"{mask_name}: brain mask is empty; give a mask covering the brain")
     y, bad = _voxel_timeseries(bold, mask, bold_name)
     mean = y.mean(axis=1, dtype=np.float64)
-    betas = _fit_trials(
-        own, raw, nuisance, trials, y, mean, method, lss_others, noise_model, int(ar_bins)
+    n_fits = (
+        1 if method == "lsa" or lss_others == "all" else trials["trial_type"].astype(str).nunique()
     )
+    with progress_bar(n_fits * y.shape[0], _bar_desc(run, bold_img), progress, "voxel") as bar:
+        betas = _fit_trials(
+            own, raw, nuisance, trials, y, mean, method, lss_others, noise_model, int(ar_bins), bar
+        )
     if signal_scaling:
         betas = _percent_of_mean(betas, mean, bold_name)
 
@@ -318,13 +336,15 @@ def _fit_trials(
     lss_others: str,
     noise_model: str,
     bins: int,
+    bar: Any = None,
 ) -> np.ndarray:
-    """Betas (trials × voxels) of the model chosen: LSA, LSS, or LSS with a sum per trial type."""
+    """Betas (trials × voxels) of the model chosen: LSA, LSS, or LSS with a sum per trial type
+    (``bar``, a progress bar, advances by the voxels of each chunk of each fit)."""
     n_trials = own.shape[0]
     if method == "lsa":
-        return fit_betas(LsaModel(own, nuisance), y, mean, n_trials, noise_model, bins)
+        return fit_betas(LsaModel(own, nuisance), y, mean, n_trials, noise_model, bins, bar)
     if lss_others == "all":
-        return fit_betas(LssModel(own, raw, nuisance), y, mean, n_trials, noise_model, bins)
+        return fit_betas(LssModel(own, raw, nuisance), y, mean, n_trials, noise_model, bins, bar)
     betas = np.empty((n_trials, y.shape[0]))
     kinds = trials["trial_type"].astype(str).to_numpy()
     sums = {k: raw[kinds == k].sum(axis=0) for k in np.unique(kinds)}
@@ -333,7 +353,7 @@ def _fit_trials(
         others = [s for k, s in sums.items() if k != kind]
         nuis = np.concatenate([nuisance, *others], axis=1) if others else nuisance
         model = LssModel(own[sel], raw[sel], nuis)
-        betas[sel] = fit_betas(model, y, mean, int(sel.sum()), noise_model, bins)
+        betas[sel] = fit_betas(model, y, mean, int(sel.sum()), noise_model, bins, bar)
     return betas
 
 

@@ -3,6 +3,8 @@ voxel-chunked fit (OLS, or AR(1) refits binned by coefficient)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .ar1 import ar1_from_sums, lag_sum, whiten, whiten_rows_transposed
@@ -144,8 +146,10 @@ def fit_betas(
     n_trials: int,
     noise_model: str,
     bins: int,
+    bar: Any = None,
 ) -> np.ndarray:
-    """Betas (trials × voxels) of voxel-major data ``y`` (voxels × scans), in voxel chunks."""
+    """Betas (trials × voxels) of voxel-major data ``y`` (voxels × scans), in voxel chunks
+    (``bar``, a progress bar, advances by each chunk's voxels)."""
     n_vox, n = y.shape
     chunk = max(256, _CHUNK_ELEMENTS // (n + 8 * n_trials))
     out = np.empty((n_trials, n_vox))
@@ -155,6 +159,8 @@ def fit_betas(
         yt = y[sl].astype(np.float64) - mean[sl, None]
         if noise_model == "ols":
             out[:, sl] = (yt @ model.filter(0.0).T).T
+            if bar is not None:
+                bar.update(sl.stop - sl.start)
             continue
         # nilearn's binning: truncation towards zero to a multiple of 1 / bins.
         level = np.trunc(model.ar1(yt) * bins).astype(np.int32)
@@ -170,4 +176,6 @@ def fit_betas(
             betas = yt[cols] @ model.filter(rho).T  # voxels × trials
             block[rows, vox] = betas[local, rows]
         out[:, sl] = block
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
     return out

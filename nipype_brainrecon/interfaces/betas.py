@@ -57,6 +57,9 @@ class _SingleTrialBetasInputSpec(BaseInterfaceInputSpec):
     stim_template = traits.Str(desc="format string naming each value's image, e.g. img_{value}.png")
     trial_filter = traits.Str(desc="pandas query choosing the trial rows (others are nuisance)")
     num_threads = num_threads_trait()
+    progress = traits.Bool(
+        False, usedefault=True, nohash=True, desc="show a progress bar (not part of the hash)"
+    )
 
 
 class _SingleTrialBetasOutputSpec(TraitedSpec):
@@ -101,6 +104,7 @@ class SingleTrialBetas(SimpleInterface):
                 noise_model=inputs.noise_model,
                 t_r=inputs.repetition_time if isdefined(inputs.repetition_time) else None,
                 run=inputs.run_label if isdefined(inputs.run_label) else None,
+                progress=inputs.progress,
             )
         betas_file, trials_file = save_betas(
             betas,

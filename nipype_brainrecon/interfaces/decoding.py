@@ -196,6 +196,9 @@ class _FitDecoderInputSpec(BaseInterfaceInputSpec):
     metadata = traits.Dict(desc="provenance written into the decoder sidecar")
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule on a GPU (MultiProc n_gpu_procs)")
     num_threads = num_threads_trait()
+    progress = traits.Bool(
+        False, usedefault=True, nohash=True, desc="show progress bars (not part of the hash)"
+    )
 
 
 class _FitDecoderOutputSpec(TraitedSpec):
@@ -222,7 +225,7 @@ class FitDecoder(SimpleInterface):
 
         import numpy as np
 
-        from ..ridge import fit_ridge_cv, save_decoder
+        from ..ridge import SolverOptions, fit_ridge_cv, save_decoder
 
         inputs = self.inputs
         y, _ = _rows_for(
@@ -238,6 +241,10 @@ class FitDecoder(SimpleInterface):
         folds, cv_folds = _cv_folds(inputs, len(x))
         metadata.update(target=inputs.target_label, roi=inputs.roi_label, CVFolds=cv_folds)
         alphas = inputs.alphas if isinstance(inputs.alphas, str) else np.asarray(inputs.alphas)
+        subject = f"sub-{metadata['subject']} " if metadata.get("subject") else ""
+        options = SolverOptions(
+            progress=inputs.progress, progress_desc=f"{subject}ridge {inputs.target_label}"
+        )
         with limit_threads(inputs.num_threads) as threads:
             decoder = fit_ridge_cv(
                 x,
@@ -248,6 +255,7 @@ class FitDecoder(SimpleInterface):
                 backend=inputs.backend,
                 metadata=metadata,
                 folds=folds,
+                solver_options=options,
             )
         stem = Path(runtime.cwd) / f"target-{inputs.target_label}_roi-{inputs.roi_label}_decoder"
         weights, sidecar = save_decoder(decoder, stem, metadata)

@@ -112,6 +112,8 @@ def fit_ridge_cv(
     solver_options : SolverOptions, optional
         How the solver chooses its code paths (default ``SolverOptions()``, which picks each
         by its cost); every path gives the same result to the compute dtype's rounding.
+        ``SolverOptions(progress=True)`` shows a tqdm bar over each loop of the targets (the
+        result is bit-identical without).
     folds : sequence of (train_idx, test_idx), optional
         Folds to use instead of ``n_folds`` contiguous ones (e.g. ``list(GroupKFold(5).split(X,
         Y, runs))``); they must partition the samples (each sample in one test fold, each fold

@@ -14,7 +14,7 @@ from ..errors import DataError
 from .basis import Fold, Refit, compress_weights, ridge_weights
 from .chunking import chunk_of
 from .cv import select_alphas
-from .options import SolverOptions
+from .options import SolverOptions, target_bar
 from .scoring import fold_scores
 from .source import Source
 
@@ -53,23 +53,26 @@ def fit_kernel(
     scores = np.empty((len(folds), grid.size, t), dtype=dt)
     coef = np.empty((p, t), dtype=dt)
     intercept = np.zeros(t)
-    for cols in batches(t, chunk):
-        y_folds = [src.targets(f, cols) for f in folds]
-        y_sums = [ops.sum64(y, 0) for y in y_folds]
-        y_total = ops.copy(y_sums[0])
-        for y_sum in y_sums[1:]:
-            y_total += y_sum
-        if not ops.all_finite(y_total):
-            raise DataError(
-                f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; fix or drop them"
-            )
-        rhs = _cv_chunk_kernel(ops, fold_bases, refit, y_folds, y_sums, y_total, fit_intercept,
-                               scores[:, :, cols])  # fmt: skip
-        best = select_alphas(scores[:, :, cols], grid, dt)[0]
-        w, b = _refit_chunk(ops, refit, rhs, best, y_total, n, fit_intercept)
-        coef[:, cols] = w
-        intercept[cols] = b
-        del y_folds, rhs
+    with target_bar(options, t, "target chunks (CV and refit)") as bar:
+        for cols in batches(t, chunk):
+            y_folds = [src.targets(f, cols) for f in folds]
+            y_sums = [ops.sum64(y, 0) for y in y_folds]
+            y_total = ops.copy(y_sums[0])
+            for y_sum in y_sums[1:]:
+                y_total += y_sum
+            if not ops.all_finite(y_total):
+                raise DataError(
+                    f"Y has non-finite values in targets {cols.start}-{cols.stop - 1}; "
+                    "fix or drop them"
+                )
+            rhs = _cv_chunk_kernel(ops, fold_bases, refit, y_folds, y_sums, y_total, fit_intercept,
+                                   scores[:, :, cols])  # fmt: skip
+            best = select_alphas(scores[:, :, cols], grid, dt)[0]
+            w, b = _refit_chunk(ops, refit, rhs, best, y_total, n, fit_intercept)
+            coef[:, cols] = w
+            intercept[cols] = b
+            del y_folds, rhs
+            bar.update(cols.stop - cols.start)
     products = [grid.size if f.factors is None else int(f.factors.shape[1]) for f in fold_bases]
     return coef, intercept, scores, chunk, products, {"refit": "eigh"}
 

@@ -3,12 +3,16 @@
 :class:`SolverOptions` is passed down explicitly from :func:`~.fit.fit_ridge_cv` (as himalaya's
 ``solver_params``); its defaults are the tuned values. Every path gives the same result to the
 compute dtype's rounding: the switches exist for tests and benchmarks, which force one path.
-The memory sizes below are plain constants.
+The memory sizes below are plain constants. ``progress`` shows tqdm bars over the solver's
+target loops (:func:`target_bar`); it changes no number.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from ..batching import progress_bar
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class SolverOptions:
     cholesky_max_alphas : int
         The refit factorises ``G + alpha I`` once per chosen alpha when at most this many alphas
         were chosen (and the Gram is regular); otherwise it decomposes ``G`` once.
+    progress : bool
+        Show a tqdm bar over each long loop of the solver (first pass, CV folds, refit, or the
+        kernel form's target chunks); the workflows set it on a terminal only. No result
+        depends on it.
+    progress_desc : str
+        What the bars' descriptions start with (e.g. ``"sub-01 ridge z"``).
 
     Examples
     --------
@@ -65,6 +75,21 @@ class SolverOptions:
     series_floor_factor: float = 0.5
     series_memory: float = 3.0
     cholesky_max_alphas: int = 8
+    progress: bool = False
+    progress_desc: str = "ridge"
+
+
+def target_bar(options: SolverOptions, total: int, what: str, unit: str = "target") -> Any:
+    """A tqdm bar (:func:`~nipype_brainrecon.batching.progress_bar`) over ``total`` items
+    (``unit``) of one solver loop, described ``"<options.progress_desc>: <what>"``; silent
+    unless ``options.progress``.
+
+    >>> with target_bar(SolverOptions(), 10, "refit") as bar:
+    ...     bar.update(10)
+    >>> bar.disable
+    True
+    """
+    return progress_bar(total, f"{options.progress_desc}: {what}", options.progress, unit)
 
 
 #: The options used when none are given.

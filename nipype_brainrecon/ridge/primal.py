@@ -38,7 +38,7 @@ def fit_primal(
     n = src.Y.shape[0]
     dt = np.dtype(ops.host_dtype)
     grid_dev = ops.asarray(grid, ops.f64)
-    xp = first_pass(src, folds, fit_intercept, budget)
+    xp = first_pass(src, folds, fit_intercept, budget, options)
     report = score_folds(src, folds, grid, grid_dev, fit_intercept, budget, chunk_size, xp, options)
     # Refit on all samples, each target with its own alpha.
     best = select_alphas(report.scores, grid, dt)[0]

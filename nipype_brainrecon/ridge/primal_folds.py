@@ -15,7 +15,7 @@ from ..batching import batches
 from .basis import Fold, compress_weights, ridge_weights
 from .chunking import Scratch, chunk_of
 from .gram import GramAccumulator, sub_outer
-from .options import BIG_BLOCK_FACTOR, DEFAULT_OPTIONS, SolverOptions
+from .options import BIG_BLOCK_FACTOR, DEFAULT_OPTIONS, SolverOptions, target_bar
 from .primal_pass import CrossProducts
 from .scoring import fold_scores
 from .series import GRAM_CONSUMED, series_inverse
@@ -68,13 +68,17 @@ def score_folds(
     xp: CrossProducts,
     options: SolverOptions,
 ) -> FoldReport:
-    """Negative held-out MSE of every alpha, fold and target, the folds one at a time."""
+    """Negative held-out MSE of every alpha, fold and target, the folds one at a time (one
+    bar over every fold's targets when ``options.progress``)."""
     dt = np.dtype(src.ops.host_dtype)
-    report = FoldReport(np.empty((len(folds), grid.size, src.Y.shape[1]), dtype=dt))
-    for k, f in enumerate(folds):
-        prepared = _prepare_fold(src, f, grid, grid_dev, fit_intercept, xp, report, options)
-        _stream_fold(src, k, f, prepared, xp, fit_intercept, budget, chunk_size, report)
-        del prepared  # freed before the next fold's peak
+    t = src.Y.shape[1]
+    report = FoldReport(np.empty((len(folds), grid.size, t), dtype=dt))
+    what = f"CV target chunks ({len(folds)} folds)"
+    with target_bar(options, len(folds) * t, what) as bar:
+        for k, f in enumerate(folds):
+            prepared = _prepare_fold(src, f, grid, grid_dev, fit_intercept, xp, report, options)
+            _stream_fold(src, k, f, prepared, xp, fit_intercept, budget, chunk_size, report, bar)
+            del prepared  # freed before the next fold's peak
     return report
 
 
@@ -221,8 +225,10 @@ def _stream_fold(
     budget: int,
     chunk_size: int | None,
     report: FoldReport,
+    bar: Any = None,
 ) -> None:
-    """Score every chunk of targets through the prepared fold, into ``report.scores[k]``."""
+    """Score every chunk of targets through the prepared fold, into ``report.scores[k]``
+    (``bar``, a progress bar, advances by each chunk's targets)."""
     ops = src.ops
     n, t = src.Y.shape
     p = int(src.mean.size)
@@ -256,6 +262,8 @@ def _stream_fold(
             target = y - ops.cast(y_train / n_train, ops.dt)[None, :]
         fold_scores(ops, prepared.fold, coefs, target, report.scores[k][:, cols], held, scratch)
         del coefs, target, y
+        if bar is not None:
+            bar.update(cols.stop - cols.start)
 
 
 def _training_cross_products(

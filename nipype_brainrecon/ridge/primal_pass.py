@@ -15,7 +15,7 @@ from ..errors import DataError
 from . import _blas
 from .chunking import chunk_of
 from .gram import GramAccumulator, gram_rows
-from .options import BIG_BLOCK_FACTOR
+from .options import BIG_BLOCK_FACTOR, DEFAULT_OPTIONS, SolverOptions, target_bar
 from .source import Source
 
 
@@ -38,10 +38,14 @@ def keeps_standardised_voxels(n: int, p: int, itemsize: int, budget: int) -> boo
 
 
 def first_pass(
-    src: Source, folds: Sequence[slice], fit_intercept: bool, budget: int
+    src: Source,
+    folds: Sequence[slice],
+    fit_intercept: bool,
+    budget: int,
+    options: SolverOptions = DEFAULT_OPTIONS,
 ) -> CrossProducts:
     """Target sums (checked finite), then the Gram, column sums and ``Xs^T Y`` (kept in the
-    output array until the refit)."""
+    output array until the refit); a bar over the ``Xs^T Y`` loop when ``options.progress``."""
     ops, Y = src.ops, src.Y
     n, t = Y.shape
     p = int(src.mean.size)
@@ -51,12 +55,15 @@ def first_pass(
     xty_chunk = chunk_of(budget, dt.itemsize * (2 * p + big_rows), t, None)
     y_sums = np.empty((len(folds), t))
     if ops.name != "numpy":
-        gram, colsum = _device_pass(src, folds, fit_intercept, budget, coef, y_sums, xty_chunk)
+        with target_bar(options, t, "first pass target chunks") as bar:
+            gram, colsum = _device_pass(
+                src, folds, fit_intercept, budget, coef, y_sums, xty_chunk, bar
+            )
         y_total = y_sums.sum(0)
     else:
         _fold_target_sums(src, folds, y_sums, xty_chunk)
         y_total = y_sums.sum(0)
-        gram, colsum = _host_pass(src, fit_intercept, budget, coef, big_rows, xty_chunk)
+        gram, colsum = _host_pass(src, fit_intercept, budget, coef, big_rows, xty_chunk, options)
     return CrossProducts(coef, y_sums, y_total, gram, colsum)
 
 
@@ -75,9 +82,10 @@ def _device_pass(
     coef: np.ndarray,
     y_sums: np.ndarray,
     xty_chunk: int,
+    bar: Any,
 ) -> tuple[Any, Any]:
     """The Gram and its column sums; ``Xs^T Y`` into ``coef`` and the fold sums of the targets
-    into ``y_sums``.
+    into ``y_sums`` (``bar`` advances by each chunk's targets).
 
     On a device, ``Xs^T Y`` is accumulated there, one column chunk at a time: copying the
     ``p x chunk`` product back to the host for every row block would dominate the run time. The
@@ -110,6 +118,7 @@ def _device_pass(
         _check_finite(y_sums, cols)
         coef[:, cols] = ops.to_numpy(acc)
         del acc
+        bar.update(cols.stop - cols.start)
     del cached
     return gram, colsum
 
@@ -133,22 +142,25 @@ def _host_pass(
     coef: np.ndarray,
     big_rows: int,
     xty_chunk: int,
+    options: SolverOptions,
 ) -> tuple[Any, Any]:
     """The Gram and its column sums, and ``Xs^T Y`` into ``coef`` (numpy)."""
     ops = src.ops
-    n, p = src.Y.shape[0], int(src.mean.size)
+    (n, t), p = src.Y.shape, int(src.mean.size)
     acc = GramAccumulator(ops, fit_intercept)
     if keeps_standardised_voxels(n, p, np.dtype(ops.host_dtype).itemsize, budget):
-        _all_rows_at_once(src, acc, coef, big_rows, xty_chunk)
+        with target_bar(options, t, "first pass target chunks") as bar:
+            _all_rows_at_once(src, acc, coef, big_rows, xty_chunk, bar)
     else:
-        _row_blocks(src, acc, coef, big_rows, xty_chunk)
+        with target_bar(options, n, "first pass row blocks", unit="sample") as bar:
+            _row_blocks(src, acc, coef, big_rows, xty_chunk, bar)
     gram, colsum = acc.gram, acc.colsum
     del acc
     return gram, colsum
 
 
 def _all_rows_at_once(
-    src: Source, acc: GramAccumulator, coef: np.ndarray, big_rows: int, xty_chunk: int
+    src: Source, acc: GramAccumulator, coef: np.ndarray, big_rows: int, xty_chunk: int, bar: Any
 ) -> None:
     """All standardised voxels at once, so that ``Xs^T Y`` is one product over every sample
     per column chunk (1.2x the rate of row blocks added into the strided output). Freed before
@@ -163,11 +175,12 @@ def _all_rows_at_once(
     whole = _blas.accepts(xs.T, Y, coef)
     for cols in batches(t, t if whole else xty_chunk):
         ops.gemm(xs.T, src.targets(slice(0, n), cols), coef[:, cols])
+        bar.update(cols.stop - cols.start)
     del xs
 
 
 def _row_blocks(
-    src: Source, acc: GramAccumulator, coef: np.ndarray, big_rows: int, xty_chunk: int
+    src: Source, acc: GramAccumulator, coef: np.ndarray, big_rows: int, xty_chunk: int, bar: Any
 ) -> None:
     """Each row block is standardised once for both products; larger blocks than the other
     passes' mean fewer read-modify-writes of the ``p x t`` output."""
@@ -180,4 +193,5 @@ def _row_blocks(
         for cols in batches(t, xty_chunk):
             ops.gemm(xb.T, src.targets(rows, cols), coef[:, cols], beta=1.0)
         del xb
+        bar.update(rows.stop - rows.start)
     del block

@@ -12,7 +12,7 @@ from ..batching import batches
 from .basis import ridge_weights
 from .chunking import chunk_of, index_chunks
 from .gram import sub_outer
-from .options import SolverOptions
+from .options import SolverOptions, target_bar
 from .primal_pass import CrossProducts
 
 
@@ -21,9 +21,16 @@ class RefitTargets:
     targets (in the output array) is read, then overwritten by the chunk's weights."""
 
     def __init__(
-        self, ops: Any, xp: CrossProducts, n: int, fit_intercept: bool, voxel_mean: Any
+        self,
+        ops: Any,
+        xp: CrossProducts,
+        n: int,
+        fit_intercept: bool,
+        voxel_mean: Any,
+        bar: Any = None,
     ) -> None:
         self.ops = ops
+        self.bar = bar  # a progress bar advanced by the targets stored, or None
         self.coef = xp.coef
         self.y_total = xp.y_total
         self.n = n
@@ -49,6 +56,8 @@ class RefitTargets:
                 ops.cast(ops.matmul(self.vm[None, :], w)[0], ops.f64)
             )
         self.coef[:, cols] = ops.to_numpy(w)
+        if self.bar is not None:
+            self.bar.update(w.shape[1])
 
 
 def full_gram_is_regular(gram: Any, fold_floor: float, p: int) -> bool:
@@ -80,14 +89,38 @@ def refit_primal(
     explicit inverse. The full Gram is centred for intercept fits, and destroyed.
     """
     gram = xp.gram
-    p = gram.shape[0]
     t = best.size
-    isz = np.dtype(ops.host_dtype).itemsize
     voxel_mean = None  # column sums are only taken for intercept fits
     if fit_intercept:
         voxel_mean = xp.colsum / n
         sub_outer(gram, voxel_mean, voxel_mean, float(n))
-    targets = RefitTargets(ops, xp, n, fit_intercept, voxel_mean)
+    with target_bar(options, t, "refit target chunks") as bar:
+        targets = RefitTargets(ops, xp, n, fit_intercept, voxel_mean, bar)
+        remaining, by_inverse = _refit(
+            ops, gram, grid, grid_dev, best, fold_floor, targets, budget, chunk_size, options
+        )
+    refit = "cholesky" if remaining.size == 0 else "eigh"
+    return targets.intercept, refit, by_inverse
+
+
+def _refit(
+    ops: Any,
+    gram: Any,
+    grid: np.ndarray,
+    grid_dev: Any,
+    best: np.ndarray,
+    fold_floor: float,
+    targets: RefitTargets,
+    budget: int,
+    chunk_size: int | None,
+    options: SolverOptions,
+) -> tuple[np.ndarray, list[int]]:
+    """:func:`refit_primal` on the centred Gram: Cholesky when it is regular and few alphas were
+    chosen, the eigen-basis for the rest; returns the targets left to the eigen-basis and those
+    refitted through the explicit inverse."""
+    p = gram.shape[0]
+    t = best.size
+    isz = np.dtype(ops.host_dtype).itemsize
     remaining = np.arange(t)
     chosen = np.unique(best)
     by_inverse: list[int] = []  # targets of each alpha refitted through the explicit inverse
@@ -105,10 +138,9 @@ def refit_primal(
             remaining, by_inverse = _refit_by_cholesky(
                 ops, gram, grid, best, chosen, targets, budget, chunk_size, solve_chunk
             )
-    refit = "cholesky" if remaining.size == 0 else "eigh"
     if remaining.size:
         _refit_by_eigen_basis(ops, gram, grid_dev, best, remaining, targets, budget, chunk_size)
-    return targets.intercept, refit, by_inverse
+    return remaining, by_inverse
 
 
 def shifted_cholesky(ops: Any, gram: Any, alpha: float) -> Any:

@@ -318,6 +318,10 @@ def test_participant_on_a_terminal(tiny, tmp_path):
     bars = [seg for seg in re.split(r"[\r\n]", terminal) if "100%|" in seg]
     assert any(b.startswith("VAE latents z") for b in bars), terminal[-3000:]
     assert any(b.startswith("reconstruct (z+c)") for b in bars)
+    # the GLM's bar over the run's voxels and the ridge solver's over the targets
+    assert any(re.match(r"sub-01 run-\w+ betas: voxels: 100%", b) for b in bars), bars
+    for target in ("z", "c"):
+        assert any(b.startswith(f"sub-01 ridge {target}: ") for b in bars), bars
     lines = [ln for ln in terminal.split("\n") if LINE.match(ln)]
     for stage in STAGES:
         assert any(re.search(rf"sub-01 {stage}: started \(estimate \d+", ln) for ln in lines)
@@ -327,6 +331,7 @@ def test_participant_on_a_terminal(tiny, tmp_path):
     assert re.fullmatch(r"sub-01_\d{8}-\d{6}\.log", log.name)
     text = log.read_text().splitlines()
     assert all(LINE.match(ln) for ln in text if not ln.startswith("    ")), text[:5]
+    assert not any(re.search(r"\d+%\||(voxel|target|image)/s", ln) for ln in text)  # no bars
     assert sum("progress: sub-01 " in ln for ln in text) == 2 * len(STAGES)
     assert any(ln.endswith(f"progress: sub-01: log file {log}") for ln in lines)
     assert any("nipype.workflow: [Node] Finished" in ln for ln in text)
