@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._common import cpu_model, package_versions
+from nipype_brainrecon.evaluation import nulls
 from nipype_brainrecon.evaluation.metrics import CHANCE_TWO_WAY, identification_with_null
 from nipype_brainrecon.evaluation.nulls import bootstrap_ci
 from nipype_brainrecon.synthetic.simulate.presets import HARDER
@@ -81,17 +82,8 @@ RECON_EXTRACTORS = ("pixels", "lowlevel", "scene")
 
 
 def sign_flip_p(differences: np.ndarray, n_flips: int = N_FLIPS, seed: int = 0) -> float:
-    """One-sided sign-flip permutation p-value of ``mean(differences) > 0``.
-
-    Each draw flips the sign of every per-item difference at random (seeded);
-    p = ``(1 + #{mean of flipped >= observed mean}) / (1 + n_flips)``.
-    """
-    d = np.asarray(differences, dtype=np.float64).ravel()
-    signs = np.random.default_rng(seed).choice((-1.0, 1.0), size=(n_flips, d.size))
-    null = (signs * d).mean(axis=1)
-    observed = d.mean()
-    # Tolerance: a flipped mean equal to the observed one counts as >= despite rounding.
-    return float((1 + np.count_nonzero(null >= observed - 1e-12)) / (1 + n_flips))
+    """One-sided sign-flip p-value of ``mean(differences) > 0`` (:func:`nulls.sign_flip_p`)."""
+    return nulls.sign_flip_p(differences, n_flips=n_flips, seed=seed)
 
 
 def holm_rejects(p_values: list[float], alpha: float = ALPHA) -> list[bool]:

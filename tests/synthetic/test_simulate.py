@@ -110,13 +110,6 @@ def _lsa_betas(root: Path, sub: str, truth: dict) -> np.ndarray:
     return np.vstack(betas)
 
 
-def _identification(pred: np.ndarray, true: np.ndarray) -> float:
-    """Two-way identification: how often pred_i correlates more with true_i than with true_j."""
-    n = len(pred)
-    corr = np.corrcoef(pred, true)[:n, n:]
-    return float(np.mean([(corr[i, i] > np.delete(corr[i], i)).mean() for i in range(n)]))
-
-
 def _ridge(x_train, y_train, x_test, alpha):
     mu, sd = x_train.mean(0), x_train.std(0) + 1e-9
     a, b = (x_train - mu) / sd, (x_test - mu) / sd
@@ -357,7 +350,16 @@ def test_snr_estimated_from_data_matches_stated(dataset):
 
 
 def test_default_data_decodes_layout_from_early_and_meaning_from_ventral(dataset):
-    """Proxies of z (the image at 8×8) and c (semantic vector): early vs ventral dissociate."""
+    """Proxies of z (the image at 8×8) and c (semantic vector): early vs ventral dissociate.
+
+    Each proxy is identified (two-way, ties half) above its permutation null's 95th percentile
+    where it lives, and better there than from the other ROI by a one-sided sign-flip test of
+    the per-image differences (p < 0.05). These null-based levels replaced fixed ones (0.8,
+    0.9, margins 0.1 and 0.05) chosen from one measured value; the same claims over
+    pre-registered seeds at 100 test images: ``benchmarks/bench_seeds.py``."""
+    from nipype_brainrecon.evaluation.metrics import identification_with_null
+    from nipype_brainrecon.evaluation.nulls import sign_flip_p
+
     truth = sim.load_ground_truth(dataset, "01")
     betas = _lsa_betas(dataset, "01", truth)
     stim_idx = truth["trial_stim_index"]
@@ -380,12 +382,14 @@ def test_default_data_decodes_layout_from_early_and_meaning_from_ventral(dataset
         x_test = np.stack([betas[stim_idx == i][:, m].mean(0) for i in test_ids])
         for name, target in targets.items():
             pred = _ridge(x_train, target[stim_idx[is_train]], x_test, alpha=10.0)
-            score[roi, name] = _identification(pred, target[test_ids])
-    print({f"{k[0]}->{k[1]}": round(v, 3) for k, v in score.items()})
-    assert score["early", "image"] > 0.8
-    assert score["ventral", "semantics"] > 0.9
-    assert score["early", "image"] > score["ventral", "image"] + 0.1
-    assert score["ventral", "semantics"] > score["early", "semantics"] + 0.05
+            score[roi, name] = identification_with_null(target[test_ids], pred)
+    print({f"{k[0]}->{k[1]}": (round(v[0].mean(), 3), v[1]) for k, v in score.items()})
+    for roi, name in (("early", "image"), ("ventral", "semantics")):
+        per_image, stats = score[roi, name]
+        assert per_image.mean() > stats["null_p95"] and stats["p_value"] < 0.05
+    for name, there, other in (("image", "early", "ventral"), ("semantics", "ventral", "early")):
+        difference = score[there, name][0] - score[other, name][0]
+        assert difference.mean() > 0 and sign_flip_p(difference) < 0.05
 
 
 def test_same_seed_same_data(tmp_path):

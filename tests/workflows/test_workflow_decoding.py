@@ -82,6 +82,12 @@ def decoded(tmp_path_factory):
 
 
 def test_paper_finding_on_simulation(decoded):
+    """Where the information lives, each latent is identified above its permutation null's
+    95th percentile (p < 0.05, the decoders' own ``identification_null_p95``; this replaced
+    fixed levels, 0.65 and 0.8, chosen from one measured value), and the dissociation points
+    the paper's way. On 20 test images this is one seed's plumbing check: the claim with
+    p-values over pre-registered seeds 1-5 at 100 test images is ``benchmarks/bench_seeds.py``
+    (docs/evaluation.md, "Scores over seeds and the null simulation")."""
     paper, swapped = decoded[:2]
     scores = {
         ("z", "early"): _outputs(paper, "predict_z").scores,
@@ -103,8 +109,10 @@ def test_paper_finding_on_simulation(decoded):
     assert z_early["target_r_mean"] > z_ventral["target_r_mean"]
     assert c_ventral["identification"] > c_early["identification"]
     assert c_ventral["target_r_mean"] > c_early["target_r_mean"]
-    # Well above chance where the information lives.
-    assert z_early["identification"] > 0.65 and c_ventral["identification"] > 0.8
+    # Above the null where the information lives (p < 0.05 from the permutation null).
+    for s in (z_early, c_ventral):
+        assert s["identification"] > s["identification_null_p95"]
+        assert s["identification_p_value"] < 0.05
 
 
 def test_decoder_files_and_provenance(decoded):
@@ -210,11 +218,18 @@ def _metrics(decoded, reconstructed, mode, extractors=("pixels", "lowlevel")):
 
 
 def test_reconstruction_from_decoded_features(decoded, reconstructed):
+    """Reconstructions from the decoded z and c are identified above their permutation null's
+    95th percentile (p < 0.05; this replaced fixed margins over chance, 0.1 and 0, chosen on
+    this seed) and above the trivial baselines. PixCorr is above its own null too, but not
+    above the mean training image (0.184 against 0.192 when the null check was added): a
+    blurred average matches pixels about as well, so no baseline claim is made for it."""
     table = _metrics(decoded, reconstructed, "z+c")
     print(table.to_string())
-    for metric, margin in (("LowLevel(colour) 2-way (takagi)", 0.1), ("Pixels 2-way (mindeye)", 0)):
+    for metric in ("LowLevel(colour) 2-way (takagi)", "Pixels 2-way (mindeye)", "PixCorr"):
         row = table.loc[metric]
-        assert row["value"] > row["chance"] + margin
+        assert row["value"] > row["null_p95"] and row["p_value"] < 0.05
+    for metric in ("LowLevel(colour) 2-way (takagi)", "Pixels 2-way (mindeye)"):
+        row = table.loc[metric]
         assert row["value"] > row["baseline: shuffled latents"]
         assert row["value"] > row["baseline: mean training image"]
 
@@ -235,7 +250,9 @@ def test_ablation_c_only_keeps_semantic_content(decoded, reconstructed):
     """The paper's ablation: c only stays above chance, and above the mean training image, on
     the semantic metric: which object colours and background the images show (what the
     captions name). The RGB histogram of LowLevel(colour) is a low-level feature: dominated by
-    the background's exact shade, it scored c-only images below chance even from the true c."""
+    the background's exact shade, it scored c-only images below chance even from the true c.
+    The level is the permutation null's 95th percentile (p < 0.05); it replaced "chance +
+    0.05", which lay below that null on this seed (issue 22)."""
     c_only = _metrics(decoded, reconstructed, "c", extractors=("pixels", "lowlevel", "scene"))
     both = _metrics(decoded, reconstructed, "z+c", extractors=("scene",))
     for rule in ("takagi", "mindeye"):
@@ -245,5 +262,5 @@ def test_ablation_c_only_keeps_semantic_content(decoded, reconstructed):
             f"{semantic['chance']}, mean training image {semantic['baseline: mean training image']:.3f}); "
             f"z+c {both.loc[f'Scene(colours) 2-way ({rule})', 'value']:.3f}"
         )
-        assert semantic["value"] > semantic["chance"] + 0.05
+        assert semantic["value"] > semantic["null_p95"] and semantic["p_value"] < 0.05
         assert semantic["value"] > semantic["baseline: mean training image"]
