@@ -168,7 +168,14 @@ def stop_on_signals() -> Iterator[None]:
             logging.getLogger(name).disabled = True
         if state.inside:
             state.watchdog = threading.Thread(target=_watch, args=(state, signum), daemon=True)
-            state.watchdog.start()
+            # The watchdog starts with SIGINT/SIGTERM blocked, so the kernel delivers a second
+            # Ctrl-C to the main thread: one landing on the sleeping watchdog would not wake
+            # the main thread's blocking call, and nothing would force.
+            unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, set(_SIGNALS))
+            try:
+                state.watchdog.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         raise Interrupted(signum)
 
     def again(signum, frame):  # from the watchdog

@@ -32,7 +32,7 @@ def bootstrap_counts(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
     --------
     >>> c = bootstrap_counts(5, 3)
     >>> c.shape, c.sum(1).tolist()
-    ((3, 5), [5, 5, 5])
+    ((3, 5), [5.0, 5.0, 5.0])
     """
     if n < 2 or n_boot < 1:
         raise UsageError(f"bootstrap: n={n}, n_boot={n_boot}; need n >= 2 and n_boot >= 1")

@@ -39,13 +39,15 @@ SCRIPT = textwrap.dedent(
         procs = [ctx.Process(target=time.sleep, args=(300,)) for _ in range(2)]
         for p in procs:
             p.start()
-        print("workers", *[p.pid for p in procs], file=sys.stderr, flush=True)
         hang = os.environ.get("HANG")
         if hang == "always":  # stuck for good: not even the repeats get through
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGURG})
-        swallowed = 0
+        swallowed, ready = 0, False
         while True:
             try:
+                if not ready:  # announced inside the try: no signal can land before it
+                    ready = True
+                    print("workers", *[p.pid for p in procs], file=sys.stderr, flush=True)
                 time.sleep(300)
             except KeyboardInterrupt:
                 swallowed += 1

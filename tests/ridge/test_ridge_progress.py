@@ -79,7 +79,9 @@ def test_voxel_form_bit_identical_with_bars(backend, opts, refit, capsys, update
         pytest.importorskip("torch")
     x, y = _data(120, 20, 30)
     quiet = _fit(x, y, False, backend=backend, chunk_size=7, opts=opts)
-    assert capsys.readouterr().err == "" and updates == {}  # no bar unless asked
+    assert (
+        "%|" not in capsys.readouterr().err and updates == {}
+    )  # no bar unless asked (log lines may pass)
     shown = _fit(x, y, True, backend=backend, chunk_size=7, opts=opts)
     err = capsys.readouterr().err
     _same(quiet, shown)
@@ -98,7 +100,7 @@ def test_voxel_form_bit_identical_with_bars(backend, opts, refit, capsys, update
 def test_kernel_form_bit_identical_with_bars(capsys, updates):
     x, y = _data(40, 100, 30, seed=1)
     quiet = _fit(x, y, False, backend="numpy", chunk_size=8, fit_intercept=False)
-    assert capsys.readouterr().err == ""
+    assert "%|" not in capsys.readouterr().err  # no bar (a log warning may be there)
     shown = _fit(x, y, True, backend="numpy", chunk_size=8, fit_intercept=False)
     err = capsys.readouterr().err
     _same(quiet, shown)
@@ -130,7 +132,7 @@ def test_first_pass_bar(backend, budget, desc, steps, capsys, updates):
         return first_pass(src, folds, True, budget, options)
 
     quiet = run(False)
-    assert capsys.readouterr().err == ""
+    assert "%|" not in capsys.readouterr().err  # no bar (a log warning may be there)
     shown = run(True)
     err = capsys.readouterr().err
     for name in ("coef", "y_sums", "y_total", "gram", "colsum"):
