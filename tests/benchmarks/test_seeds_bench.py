@@ -77,24 +77,25 @@ def test_tiny_null_run(bench, tmp_path):
     assert "| null_snr0 | 1 | z from early |" in out.with_suffix(".md").read_text()
 
 
-def test_simulate_preset_harder(monkeypatch, tmp_path):
-    """``--preset harder`` passes HARDER's values; an explicit option wins over the preset."""
+def test_simulate_presets(monkeypatch, tmp_path):
+    """No preset gives the defaults, which are HARDER's values; ``--preset oracle`` switches the
+    realism off; an explicit option wins over the preset."""
     from nipype_brainrecon.synthetic.simulate import cli
     from nipype_brainrecon.synthetic.simulate.presets import HARDER
 
     calls = []
     monkeypatch.setattr(cli, "simulate_dataset", lambda out, **kw: calls.append(kw) or out)
     assert cli.main([str(tmp_path / "a"), "-q"]) == 0
-    assert cli.main([str(tmp_path / "b"), "-q", "--preset", "harder"]) == 0
-    assert cli.main([str(tmp_path / "c"), "-q", "--preset", "harder", "--noise-fwhm", "0"]) == 0
+    assert cli.main([str(tmp_path / "b"), "-q", "--preset", "oracle"]) == 0
+    assert cli.main([str(tmp_path / "c"), "-q", "--preset", "oracle", "--hrf-mismatch", "1"]) == 0
     assert cli.main([str(tmp_path / "d"), "--preset", "hard"]) == 64  # not a preset: usage error
-    plain, harder, explicit = calls
-    assert {k: plain[k] for k in HARDER} == dict.fromkeys(HARDER, 0.0)
-    assert {k: harder[k] for k in HARDER} == {
+    plain, oracle, explicit = calls
+    assert {k: oracle[k] for k in HARDER} == dict.fromkeys(HARDER, 0.0)
+    assert {k: plain[k] for k in HARDER} == {
         "hrf_mismatch": 1.0,
         "physio_fraction": 0.3,
         "noise_fwhm": 2.0,
         "nonresponsive_fraction": 0.3,
         "snr_spread": 0.5,
     }
-    assert explicit["noise_fwhm"] == 0.0 and explicit["hrf_mismatch"] == 1.0
+    assert explicit["hrf_mismatch"] == 1.0 and explicit["noise_fwhm"] == 0.0

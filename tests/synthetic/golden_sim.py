@@ -1,7 +1,9 @@
-"""Fingerprints of a small default simulation, to check that new options leave defaults unchanged.
+"""Fingerprints of a small simulation, to check that new options leave existing datasets unchanged.
 
-Run as ``python tests/synthetic/golden_sim.py OUT.json`` to (re)write the reference; the test in
-``test_simulate_realism.py`` compares a fresh simulation with ``data/golden_default_sim.json``.
+Run as ``python tests/synthetic/golden_sim.py OUT.json [PRESET]`` to (re)write a reference; the
+tests in ``test_simulate_realism.py`` compare fresh simulations with ``data/golden_oracle_sim.json``
+(``--preset oracle``: every realism option off, saved before those options existed) and
+``data/golden_default_sim.json`` (the defaults, saved when issue 22 made the realism default).
 Files are fingerprinted by content, not bytes, so gzip or version strings do not matter: NIfTI by
 their decoded array, header zooms and affine; ``.npz`` per array; JSON per top-level key (the
 ``software`` / ``GeneratedBy`` entries, which carry the version, are skipped); other files by bytes.
@@ -70,9 +72,11 @@ if __name__ == "__main__":
     import tempfile
 
     from nipype_brainrecon.synthetic.simulate import simulate_dataset
+    from nipype_brainrecon.synthetic.simulate.presets import preset_options
 
+    preset = preset_options(sys.argv[2] if len(sys.argv) > 2 else "default")
     with tempfile.TemporaryDirectory() as tmp:
-        root = simulate_dataset(Path(tmp) / "sim", **GOLDEN_KWARGS)
+        root = simulate_dataset(Path(tmp) / "sim", **GOLDEN_KWARGS, **preset)
         prints = fingerprint(root)
     Path(sys.argv[1]).write_text(json.dumps(prints, indent=1, sort_keys=True) + "\n")
     print(f"{len(prints)} files fingerprinted")

@@ -13,10 +13,14 @@ Model, per subject:
   background), not to where things are;
 * per-trial amplitude (% signal change) = intercept + weights · stimulus features
   (+ trial-to-trial variability);
-* BOLD = baseline · (1 + amplitudes convolved with nilearn's Glover HRF / 100) + slow drift
+* BOLD = baseline · (1 + amplitudes convolved with an HRF / 100) + slow drift
   (in the span of the confounds' cosine columns) + noise (AR(1) Gaussian + a motion-correlated part
   driven by the simulated motion written in the confounds), the noise scaled per voxel and run so
-  that std(stimulus-driven signal) / std(noise) over time equals ``snr`` exactly.
+  that std(stimulus-driven signal) / std(noise) over time equals ``snr`` exactly;
+* by default (:mod:`.realism`) the HRF differs from the GLM's Glover HRF by ROI and voxel, part
+  of the noise is physiological-like outside the confounds' span, the noise is spatially smooth,
+  30 % of voxels do not respond and voxel SNRs spread around ``snr``; ``--preset oracle`` turns
+  these off (Glover HRF, white noise, every voxel at ``snr``).
 
 Modules
 -------
@@ -31,7 +35,7 @@ voxels
 bold
     One run's BOLD: signal, drift, head motion, noise at the set SNR.
 realism
-    Options the analysis does not assume, off by default: HRF mismatch, physiological-like and
+    Options the analysis does not assume (on by default): HRF mismatch, physiological-like and
     spatially correlated noise, non-responsive voxels, SNR spread, null modes.
 confounds
     fMRIPrep-like confounds computed from a run's data.

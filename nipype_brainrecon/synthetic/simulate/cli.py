@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..._version import __version__
 from ...errors import BrainreconError, MissingInputError, UsageError
-from .config import DEFAULT_N_TEST, DEFAULT_N_TRAIN, NULL_MODES
+from .config import DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_REALISM, NULL_MODES
 from .dataset import simulate_dataset
 from .presets import PRESETS, preset_options
 
@@ -141,54 +141,58 @@ def _unique_fraction(text: str) -> tuple[str, tuple[float, float]]:
 
 
 def _add_realism_options(parser: argparse.ArgumentParser) -> None:
-    """Realism the analysis does not assume (docs/simulation.md); all off by default."""
+    """Realism the analysis does not assume (docs/simulation.md)."""
     group = parser.add_argument_group(
-        "realism the analysis does not assume (all off by default; docs/simulation.md)"
+        "realism the analysis does not assume (docs/simulation.md; --preset oracle: all off)"
     )
     add = group.add_argument
+    d = DEFAULT_REALISM
     add(
         "--preset",
         choices=tuple(PRESETS),
         default="default",
-        help="set the options below together: harder = --hrf-mismatch 1 --physio-fraction 0.3 "
-        "--noise-fwhm 2 --nonresponsive-fraction 0.3 --snr-spread 0.5; options given "
-        "explicitly win (default: default, all off)",
+        help="set the options below together: oracle = all 0 (the GLM's HRF, nuisance inside "
+        "the confounds' span, white noise, every voxel responding at one SNR; the defaults "
+        "before issue 22); harder = the defaults; options given explicitly win "
+        "(default: default)",
     )
     add(
         "--hrf-mismatch",
         metavar="S",
         type=float,
-        default=0.0,
-        help="SD in s of HRF delay/undershoot around Glover's, by ROI and voxel (default 0)",
+        default=d["hrf_mismatch"],
+        help="SD in s of HRF delay/undershoot around Glover's, by ROI and voxel "
+        f"(default {d['hrf_mismatch']:g})",
     )
     add(
         "--physio-fraction",
         metavar="X",
         type=float,
-        default=0.0,
+        default=d["physio_fraction"],
         help="share of noise variance from respiration, cardiac and 1/f noise outside the "
-        "confounds' span (default 0)",
+        f"confounds' span (default {d['physio_fraction']:g})",
     )
     add(
         "--noise-fwhm",
         metavar="VOXELS",
         type=float,
-        default=0.0,
-        help="FWHM of the spatial smoothing of the noise, voxels (default 0)",
+        default=d["noise_fwhm"],
+        help=f"FWHM of the spatial smoothing of the noise, voxels (default {d['noise_fwhm']:g})",
     )
     add(
         "--nonresponsive-fraction",
         metavar="X",
         type=float,
-        default=0.0,
-        help="share of each ROI's voxels with no stimulus response (default 0)",
+        default=d["nonresponsive_fraction"],
+        help="share of each ROI's voxels with no stimulus response "
+        f"(default {d['nonresponsive_fraction']:g})",
     )
     add(
         "--snr-spread",
         metavar="X",
         type=float,
-        default=0.0,
-        help="SD of log of per-voxel SNR multipliers (default 0)",
+        default=d["snr_spread"],
+        help=f"SD of log of per-voxel SNR multipliers (default {d['snr_spread']:g})",
     )
     add(
         "--unique-fractions",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from ...errors import UsageError
 
 __all__ = [
     "DEFAULT_N_TEST",
     "DEFAULT_N_TRAIN",
+    "DEFAULT_REALISM",
+    "ORACLE_REALISM",
     "NULL_MODES",
     "SimulationConfig",
     "check_config",
@@ -22,6 +25,24 @@ NULL_MODES = ("none", "snr0", "permuted")
 #: Defaults used when the stimuli are generated (with user stimuli, n_train defaults to the rest).
 DEFAULT_N_TRAIN = 180
 DEFAULT_N_TEST = 20
+
+#: Default realism the analysis does not assume (:mod:`.realism`; issue 22): HRF delay/undershoot
+#: SD 1 s around the GLM's Glover HRF, 30 % of the noise variance physiological-like (outside the
+#: confounds' span), independent noise smoothed to FWHM 2 voxels, 30 % of each ROI's voxels
+#: non-responsive, SD 0.5 of the log per-voxel SNR. Scores on it over seeds: docs/evaluation.md.
+DEFAULT_REALISM = MappingProxyType(
+    {
+        "hrf_mismatch": 1.0,
+        "physio_fraction": 0.3,
+        "noise_fwhm": 2.0,
+        "nonresponsive_fraction": 0.3,
+        "snr_spread": 0.5,
+    }
+)
+#: Every realism option off: data made under the analysis' own assumptions (the GLM's HRF,
+#: nuisance inside the confounds' span, independent noise, every ROI voxel responding at one
+#: SNR): the simulator's default before issue 22 (``--preset oracle``).
+ORACLE_REALISM = MappingProxyType(dict.fromkeys(DEFAULT_REALISM, 0.0))
 
 
 @dataclass(frozen=True)
@@ -44,11 +65,11 @@ class SimulationConfig:
     motion_fraction: float
     ar_coef: float
     drift_percent: float
-    hrf_mismatch: float = 0.0
-    physio_fraction: float = 0.0
-    noise_fwhm: float = 0.0
-    nonresponsive_fraction: float = 0.0
-    snr_spread: float = 0.0
+    hrf_mismatch: float = DEFAULT_REALISM["hrf_mismatch"]
+    physio_fraction: float = DEFAULT_REALISM["physio_fraction"]
+    noise_fwhm: float = DEFAULT_REALISM["noise_fwhm"]
+    nonresponsive_fraction: float = DEFAULT_REALISM["nonresponsive_fraction"]
+    snr_spread: float = DEFAULT_REALISM["snr_spread"]
     null: str = "none"
     #: Mixed tuning: ``((roi, unique z, unique c), ...)`` (see ``realism.apply_mixed_tuning``).
     unique_fractions: tuple[tuple[str, float, float], ...] = ()

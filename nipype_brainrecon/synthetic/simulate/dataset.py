@@ -9,7 +9,7 @@ from pathlib import Path
 from ...errors import OutputError
 from ...io import atomic_directory
 from .. import stimuli as stim
-from .config import DEFAULT_N_TEST, SimulationConfig, check_config
+from .config import DEFAULT_N_TEST, DEFAULT_REALISM, SimulationConfig, check_config
 from .design import split_stimuli
 from .features import write_stimuli_folder
 from .subject import simulate_subject
@@ -40,11 +40,11 @@ def simulate_dataset(
     motion_fraction: float = 0.2,
     ar_coef: float = 0.3,
     drift_percent: float = 1.0,
-    hrf_mismatch: float = 0.0,
-    physio_fraction: float = 0.0,
-    noise_fwhm: float = 0.0,
-    nonresponsive_fraction: float = 0.0,
-    snr_spread: float = 0.0,
+    hrf_mismatch: float = DEFAULT_REALISM["hrf_mismatch"],
+    physio_fraction: float = DEFAULT_REALISM["physio_fraction"],
+    noise_fwhm: float = DEFAULT_REALISM["noise_fwhm"],
+    nonresponsive_fraction: float = DEFAULT_REALISM["nonresponsive_fraction"],
+    snr_spread: float = DEFAULT_REALISM["snr_spread"],
     null: str = "none",
     unique_fractions: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
@@ -93,7 +93,8 @@ def simulate_dataset(
     hrf_mismatch : float
         SD (s) of the HRF delay and undershoot around Glover's (the GLM's HRF), by ROI and
         voxel; 0 makes the data with Glover's HRF (see :mod:`.realism` for this and the
-        following options, all off by default).
+        following options; defaults: :data:`.config.DEFAULT_REALISM`; all 0, the analysis' own
+        assumptions: :data:`.config.ORACLE_REALISM`).
     physio_fraction : float
         Share of the noise variance that is physiological-like (respiration, cardiac, 1/f),
         outside the span of the confounds.

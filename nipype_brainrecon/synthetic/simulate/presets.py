@@ -1,9 +1,11 @@
 """Named sets of :func:`~.dataset.simulate_dataset` realism options (``--preset NAME``).
 
-``HARDER`` is the pre-registered "harder" simulation of issue 22 (benchmarks/bench_seeds.py,
-docs/evaluation.md "Scores over seeds and the null simulation"): every realism option the
-analysis does not assume switched on. A preset only fills the options it names; options given
-explicitly on the command line win.
+``oracle`` switches every realism option off: the data then follow the analysis' own
+assumptions, as the simulator's defaults did before issue 22. ``harder`` is the pre-registered
+"harder" simulation of issue 22 (benchmarks/bench_seeds.py, docs/evaluation.md "Scores over
+seeds and the null simulation"); its values became the defaults
+(:data:`~.config.DEFAULT_REALISM`), and the name stays so that recorded commands still run. A
+preset only fills the options it names; options given explicitly on the command line win.
 """
 
 from __future__ import annotations
@@ -11,23 +13,18 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from ...errors import UsageError
+from .config import DEFAULT_REALISM, ORACLE_REALISM
 
-__all__ = ["HARDER", "PRESETS", "preset_options"]
+__all__ = ["HARDER", "ORACLE", "PRESETS", "preset_options"]
 
 #: HRF delay/undershoot SD 1 s, 30 % physiological noise, noise FWHM 2 voxels, 30 % of voxels
-#: non-responsive, SD 0.5 of log per-voxel SNR.
-HARDER = MappingProxyType(
-    {
-        "hrf_mismatch": 1.0,
-        "physio_fraction": 0.3,
-        "noise_fwhm": 2.0,
-        "nonresponsive_fraction": 0.3,
-        "snr_spread": 0.5,
-    }
-)
+#: non-responsive, SD 0.5 of log per-voxel SNR: the defaults.
+HARDER = DEFAULT_REALISM
+#: Every realism option off (the defaults before issue 22).
+ORACLE = ORACLE_REALISM
 
 #: Presets by name; ``"default"`` changes nothing.
-PRESETS = MappingProxyType({"default": MappingProxyType({}), "harder": HARDER})
+PRESETS = MappingProxyType({"default": MappingProxyType({}), "harder": HARDER, "oracle": ORACLE})
 
 
 def preset_options(name: str) -> dict[str, float]:

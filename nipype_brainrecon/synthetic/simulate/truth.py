@@ -55,7 +55,8 @@ _REALISM_ARRAYS_DOC = {
 _MIXED_ARRAYS_DOC = {
     "planted_unique_z, planted_unique_c, planted_shared": "per voxel, fractions of its "
     "stimulus-driven variance over the shown stimuli: R2(z+c) - R2(c), R2(z+c) - R2(z) and the "
-    "rest, for least-squares fits on mixed_z_space / mixed_c_space (NaN: ROI not mixed)",
+    "rest, for least-squares fits on mixed_z_space / mixed_c_space (NaN: ROI not mixed, or "
+    "voxel non-responsive)",
     "mixed_z_space, mixed_c_space": "stimuli × 10: the planting spaces (principal components "
     "of the low-level maps / semantic vectors over the shown stimuli, unit variance)",
 }
@@ -143,10 +144,13 @@ def write_subject_truth(
     """
     extra = {}
     if mixed is not None:
+        planted = mixed.planted.copy()
+        if real is not None:  # a non-responsive voxel has no stimulus variance to partition
+            planted[~real.responsive] = np.nan
         extra = {
-            "planted_unique_z": mixed.planted[:, 0],
-            "planted_unique_c": mixed.planted[:, 1],
-            "planted_shared": mixed.planted[:, 2],
+            "planted_unique_z": planted[:, 0],
+            "planted_unique_c": planted[:, 1],
+            "planted_shared": planted[:, 2],
             "mixed_z_space": mixed.z_space,
             "mixed_c_space": mixed.c_space,
         }
