@@ -24,7 +24,8 @@ def precomputed(tmp_path_factory):
     from nipype_brainrecon.synthetic.simulate import simulate_dataset
 
     base = tmp_path_factory.mktemp("readme")
-    bids_dir = simulate_dataset(base / "sim", n_subjects=1, n_runs=2, seed=5)
+    # 100 test images: the example's identification is asserted (issue 22: >= 100)
+    bids_dir = simulate_dataset(base / "sim", n_subjects=1, n_runs=2, seed=5, n_test=100)
     participant = collect_participant(bids_dir, "01")
     betas_files, trials_files = [], []
     for k, run in enumerate(participant.runs, start=1):
