@@ -172,8 +172,9 @@ BENCHMARKS = [
         "seeds",
         "bench_seeds",
         "decoded z/c identification and the dissociation over pre-registered seeds, beside "
-        "permutation nulls (default, harder and null simulations; issue 22)",
-        ["seeds.json"],
+        "permutation nulls (oracle, harder = the simulator's default, and null simulations; "
+        "issue 22)",
+        ["seeds.json", "seeds_harder_null.json"],
         ["seeds.json"],
         default=lambda: False,
     ),
@@ -710,6 +711,23 @@ def _rows_generic(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+#: How the seeds benchmark's conditions read in the report.
+_SEED_CONDITIONS = {
+    "harder": "harder (the default)",
+    "null_snr0": "oracle, null snr0",
+    "null_permuted": "oracle, null permuted",
+    "harder_null_snr0": "default, null snr0",
+    "harder_null_permuted": "default, null permuted",
+}
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """``seeds 1,2,3`` or, for a run of consecutive seeds, ``seeds 1-25``."""
+    if len(seeds) > 5 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ",".join(str(s) for s in seeds)
+
+
 def _rows_seeds(d: dict[str, Any]) -> list[Row]:
     rows = []
     for cond, summary in d["summary"].items():
@@ -726,8 +744,8 @@ def _rows_seeds(d: dict[str, Any]) -> list[Row]:
             )
         rows.append(
             {
-                "case": f"{cond}: z from early / c from ventral, seeds "
-                + ",".join(str(s) for s in summary["seeds"]),
+                "case": f"{_SEED_CONDITIONS.get(cond, cond)}: z from early / c from ventral, "
+                + _seed_list(summary["seeds"]),
                 "ours": f"{z['mean']:.3f} / {c['mean']:.3f} (mean identification)",
                 "reference": "chance 0.5; permutation null p95 ≈ 0.55",
                 "ratio": verdict,
