@@ -76,3 +76,36 @@ def run_worker_child(
         reason = f"timed out after {timeout:.0f} s" if wall >= timeout else None
         return {"error": reason or (lines[-1] if lines else f"exit code {code}")}, wall, usage
     return json.loads(stdout.strip().splitlines()[-1]), wall, usage
+
+
+def himalaya_banded_ridge_cv(
+    train_blocks: list, y_train, alphas_per_band, fit_intercept: bool = True, n_folds: int = 5
+):
+    """The reference banded ridge: himalaya's ``BandedRidgeCV`` on standardised blocks.
+
+    The Cartesian grid of ``alphas_per_band`` is given as band scalings ``1 / alpha_b`` on a
+    ridge of 1 (``deltas_b = log(1 / alpha_b)``), with unshuffled ``KFold(n_folds)``: the setup
+    under which our ``fit_banded_ridge_cv`` must choose the same alphas. Returns the fitted model
+    and the per-block ``StandardScaler`` (apply them to test blocks before ``predict``).
+    """
+    import numpy as np
+    from himalaya.ridge import BandedRidgeCV
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    from nipype_brainrecon.ridge.banded import banded_alpha_grid
+
+    combos = banded_alpha_grid(alphas_per_band, len(train_blocks))
+    scalers = [StandardScaler().fit(b) for b in train_blocks]
+    model = BandedRidgeCV(
+        groups="input",
+        solver_params={
+            "n_iter": 1.0 / combos,
+            "alphas": np.array([1.0]),
+            "progress_bar": False,
+            "warn": False,
+        },
+        cv=KFold(n_folds),
+        fit_intercept=fit_intercept,
+    ).fit([s.transform(b) for s, b in zip(scalers, train_blocks, strict=True)], y_train)
+    return model, scalers

@@ -127,22 +127,6 @@ def holm_rejects(p_values: list[float], alpha: float = ALPHA) -> list[bool]:
 # --------------------------------------------------------------------------------------------
 
 
-def _feed(wf, participant, model) -> None:
-    i = wf.inputs.inputnode
-    runs = participant.runs
-    i.bold_files = [str(r.bold) for r in runs]
-    i.events_files = [str(r.events_file) for r in runs]
-    i.confounds_files = [str(r.confounds) for r in runs]
-    i.mask_files = [str(r.mask) for r in runs]
-    i.run_labels = [str(r.run) for r in runs]
-    i.dseg_file = str(participant.roi_dseg)
-    i.labels_file = str(participant.roi_labels_file)
-    i.stimuli_dir = str(participant.stimuli_dir)
-    i.captions_file = str(participant.captions_file)
-    i.dataset_dir = str(participant.bids_dir)
-    i.model = str(model)
-
-
 def _node_outputs(result, name: str):
     return {n.name: n for n in result.nodes()}[name].result.outputs
 
@@ -166,7 +150,7 @@ def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[st
     """
     from nipype_brainrecon.bids import collect_participant
     from nipype_brainrecon.diffusion.models import demo_model_path, native_resolution
-    from nipype_brainrecon.workflows.decoding import init_decoding_wf
+    from nipype_brainrecon.workflows.decoding import init_decoding_wf, set_participant_inputs
 
     model = demo_model_path()
     res = native_resolution(model)
@@ -174,7 +158,7 @@ def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[st
     cache = str(work / "features")
     paper = init_decoding_wf(resolution=res, feature_cache=cache, name="paper_wf")
     paper.base_dir = str(work / "work")
-    _feed(paper, participant, model)
+    set_participant_inputs(paper, participant, model)
     first = paper.run()
     betas = _node_outputs(first, "betas")
     swapped = init_decoding_wf(
@@ -186,7 +170,7 @@ def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[st
         name="swapped_wf",
     )
     swapped.base_dir = str(work / "work")
-    _feed(swapped, participant, model)
+    set_participant_inputs(swapped, participant, model)
     swapped.inputs.inputnode.betas_files = betas.betas_file
     swapped.inputs.inputnode.trials_files = betas.trials_file
     second = swapped.run()

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import cpu_model as _cpu_model
+from benchmarks._common import himalaya_banded_ridge_cv
 from benchmarks._common import package_versions as _versions
 
 FRACTIONS = {"early": (0.5, 0.1), "ventral": (0.1, 0.5)}
@@ -42,25 +43,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "unique_variance.jso
 
 
 def _himalaya_prediction(blocks, y, tr, te):
-    from himalaya.ridge import BandedRidgeCV
-    from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
-
-    from nipype_brainrecon.ridge.banded import banded_alpha_grid
-
-    combos = banded_alpha_grid(ALPHAS, 2)
-    scalers = [StandardScaler().fit(b[tr]) for b in blocks]
-    ref = BandedRidgeCV(
-        groups="input",
-        solver_params={
-            "n_iter": 1.0 / combos,
-            "alphas": np.array([1.0]),
-            "progress_bar": False,
-            "warn": False,
-        },
-        cv=KFold(5),
-        fit_intercept=True,
-    ).fit([s.transform(b[tr]) for s, b in zip(scalers, blocks, strict=True)], y[tr])
+    ref, scalers = himalaya_banded_ridge_cv([b[tr] for b in blocks], y[tr], ALPHAS)
     return np.asarray(
         ref.predict([s.transform(b[te]) for s, b in zip(scalers, blocks, strict=True)])
     )

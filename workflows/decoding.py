@@ -341,3 +341,44 @@ def init_decoding_wf(
                                      ("train_stimuli_file", "train_stimuli_file")]),
             ])  # fmt: skip
     return workflow
+
+
+def set_participant_inputs(
+    wf: pe.Workflow,
+    participant,
+    model: str,
+    precomputed: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Fill the ``inputnode`` of an :func:`init_decoding_wf` workflow from a participant.
+
+    Parameters
+    ----------
+    wf : nipype.pipeline.engine.Workflow
+        A decoding workflow (``precomputed_betas=True`` when ``precomputed`` is given).
+    participant : nipype_brainrecon.bids.ParticipantInputs
+        The participant's runs, ROI segmentation, stimuli and captions.
+    model : str
+        Model folder or hub id (z and c features).
+    precomputed : mapping, optional
+        ``betas_files`` and ``trials_files``: betas made elsewhere (no GLM); the runs' masks are
+        passed only where every run has one.
+    """
+    inputs = wf.inputs.inputnode
+    runs = participant.runs
+    if precomputed:
+        inputs.betas_files = [str(p) for p in precomputed["betas_files"]]
+        inputs.trials_files = [str(p) for p in precomputed["trials_files"]]
+        if all(getattr(r, "mask", None) for r in runs):
+            inputs.mask_files = [str(r.mask) for r in runs]
+    else:
+        inputs.bold_files = [str(r.bold) for r in runs]
+        inputs.events_files = [str(r.events_file) for r in runs]
+        inputs.confounds_files = [str(r.confounds) for r in runs]
+        inputs.mask_files = [str(r.mask) for r in runs]
+        inputs.run_labels = [str(r.run or i + 1) for i, r in enumerate(runs)]
+    inputs.dseg_file = str(participant.roi_dseg)
+    inputs.labels_file = str(participant.roi_labels_file)
+    inputs.stimuli_dir = str(participant.stimuli_dir)
+    inputs.captions_file = str(participant.captions_file)
+    inputs.dataset_dir = str(participant.bids_dir)
+    inputs.model = str(model)

@@ -12,7 +12,7 @@ from nipype.pipeline import engine as pe
 from nipype_brainrecon.config import DEFAULTS
 from nipype_brainrecon.derivatives.portable import model_name
 from nipype_brainrecon.interfaces.reports import ParticipantReport
-from nipype_brainrecon.workflows.decoding import init_decoding_wf
+from nipype_brainrecon.workflows.decoding import init_decoding_wf, set_participant_inputs
 from nipype_brainrecon.workflows.outputs import connect_participant_derivatives
 from nipype_brainrecon.workflows.reconstruction import (
     init_evaluation_wf,
@@ -76,7 +76,6 @@ def init_participant_wf(
     cfg = {**DEFAULTS.flat(), **(settings or {})}
     subject = participant.participant
     workflow = pe.Workflow(name=name or f"sub_{subject}_wf")
-    runs = participant.runs
     precomputed = precomputed_betas
 
     decoding = init_decoding_wf(
@@ -102,25 +101,7 @@ def init_participant_wf(
         omp_nthreads=omp_nthreads,
         progress=progress,
     )
-    inputs = decoding.inputs.inputnode
-    if precomputed:
-        # No GLM: the betas and their trials tables; the runs' masks only where there are.
-        inputs.betas_files = [str(p) for p in precomputed["betas_files"]]
-        inputs.trials_files = [str(p) for p in precomputed["trials_files"]]
-        if all(getattr(r, "mask", None) for r in runs):
-            inputs.mask_files = [str(r.mask) for r in runs]
-    else:
-        inputs.bold_files = [str(r.bold) for r in runs]
-        inputs.events_files = [str(r.events_file) for r in runs]
-        inputs.confounds_files = [str(r.confounds) for r in runs]
-        inputs.mask_files = [str(r.mask) for r in runs]
-        inputs.run_labels = [str(r.run or i + 1) for i, r in enumerate(runs)]
-    inputs.dseg_file = str(participant.roi_dseg)
-    inputs.labels_file = str(participant.roi_labels_file)
-    inputs.stimuli_dir = str(participant.stimuli_dir)
-    inputs.captions_file = str(participant.captions_file)
-    inputs.dataset_dir = str(participant.bids_dir)
-    inputs.model = str(cfg["model"])
+    set_participant_inputs(decoding, participant, cfg["model"], precomputed)
 
     use_gpu = str(cfg["device"] or "").startswith("cuda")
     reconstruction = init_reconstruction_wf(

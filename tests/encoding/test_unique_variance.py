@@ -115,12 +115,8 @@ def test_banded_equals_himalaya():
     alphas (up to exact ties of the CV score), and its predictions and unique-variance estimates
     equal the encoding analysis'. Smaller data than above (200 training images, c padded with
     40 columns): himalaya's solver takes minutes on 500 images on the shared 2-core machine."""
-    from himalaya.ridge import BandedRidgeCV
-    from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
-
+    from benchmarks._common import himalaya_banded_ridge_cv
     from nipype_brainrecon.encoding import prediction_scores, variance_partitioning
-    from nipype_brainrecon.ridge.banded import banded_alpha_grid
 
     data = mixed_responses(0, FRACTIONS, n_train=200, n_test=100, n_voxels=10)
     pad = np.random.default_rng([0, 7]).standard_normal((data["c"].shape[0], 40))
@@ -132,15 +128,7 @@ def test_banded_equals_himalaya():
         {"z": blocks[0], "c": blocks[1]}, ids, y[tr], [ids[i] for i in tr], y[te],
         [ids[i] for i in te], alphas=ALPHAS, banded=True,
     )  # fmt: skip
-    combos = banded_alpha_grid(ALPHAS, 2)
-    scalers = [StandardScaler().fit(b[tr]) for b in blocks]
-    ref = BandedRidgeCV(
-        groups="input",
-        solver_params={"n_iter": 1.0 / combos, "alphas": np.array([1.0]),
-                       "progress_bar": False, "warn": False},
-        cv=KFold(5),
-        fit_intercept=True,
-    ).fit([s.transform(b[tr]) for s, b in zip(scalers, blocks, strict=True)], y[tr])  # fmt: skip
+    ref, scalers = himalaya_banded_ridge_cv([b[tr] for b in blocks], y[tr], ALPHAS)
     ref_alphas = np.exp(-np.asarray(ref.deltas_))
     ours = np.stack([res.maps["z+c:alpha_z"], res.maps["z+c:alpha_c"]])
     same = np.all(np.isclose(ref_alphas, ours, rtol=1e-9), axis=0)

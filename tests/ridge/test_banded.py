@@ -31,28 +31,14 @@ def test_equals_himalaya_banded_ridge_cv(fit_intercept):
     himalaya's BandedRidgeCV as band scalings gamma_b = 1 / alpha_b with ridge alpha 1
     (deltas_b = log gamma_b, so alpha_b = exp(-deltas_b)): every target chooses the same
     alpha pair and predictions agree to float64 rounding (observed 2e-15 / 1e-14 relative)."""
-    from himalaya.ridge import BandedRidgeCV
-    from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
+    from benchmarks._common import himalaya_banded_ridge_cv
 
     xz, xc, y = _two_bands()
     tr, te = slice(0, 90), slice(90, None)
     grid = np.logspace(-1, 4, 6)
     fit = fit_banded_ridge_cv([xz[tr], xc[tr]], y[tr], alphas_per_band=grid,
                               fit_intercept=fit_intercept)  # fmt: skip
-    combos = banded_alpha_grid(grid, 2)
-    sz, sc = StandardScaler().fit(xz[tr]), StandardScaler().fit(xc[tr])
-    ref = BandedRidgeCV(
-        groups="input",
-        solver_params={
-            "n_iter": 1.0 / combos,
-            "alphas": np.array([1.0]),
-            "progress_bar": False,
-            "warn": False,
-        },  # fmt: skip
-        cv=KFold(5),
-        fit_intercept=fit_intercept,
-    ).fit([sz.transform(xz[tr]), sc.transform(xc[tr])], y[tr])
+    ref, (sz, sc) = himalaya_banded_ridge_cv([xz[tr], xc[tr]], y[tr], grid, fit_intercept)
     np.testing.assert_allclose(np.exp(-ref.deltas_), fit.alphas, rtol=1e-9)
     assert np.unique(fit.best).size >= 4  # the targets do choose different pairs
     np.testing.assert_allclose(fit.cv_scores, ref.cv_scores_, rtol=1e-9)
