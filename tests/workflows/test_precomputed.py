@@ -150,10 +150,15 @@ def test_identical_captions_are_refused_naming_the_captions_file(datasets, tmp_p
 
 
 def _app(datasets, out, *extra):
+    """The BIDS App in this process, on one process (Linear). With MultiProc, a worker forked
+    from this pytest process (whose torch thread pool earlier tests had started) hung inside
+    torch's interpolate in the evaluation node, twice in about ten runs; this test is about
+    the betas-only route, and MultiProc is covered by tests/integration/test_bids_app_run.py
+    and the Slurm test's MultiProc run."""
     return main([
         str(datasets["raw"]), str(out), "participant", "--participant-label", "01",
         "--model", "demo", "--samples", "1", "--steps", "2", "--skip-bids-validation",
-        "-w", str(out.parent / f"{out.name}_work"), *extra,
+        "--nprocs", "1", "-w", str(out.parent / f"{out.name}_work"), *extra,
     ])  # fmt: skip
 
 

@@ -16,25 +16,9 @@ from nipype_brainrecon.diffusion.models import demo_model_path, native_resolutio
 from nipype_brainrecon.ridge import load_decoder
 from nipype_brainrecon.rois import roi_voxel_count
 from nipype_brainrecon.synthetic.simulate import simulate_dataset
-from nipype_brainrecon.workflows.decoding import init_decoding_wf
+from nipype_brainrecon.workflows.decoding import init_decoding_wf, set_participant_inputs
 
 RES = native_resolution(demo_model_path())  # the shipped demo model's own image size
-
-
-def _feed(wf, participant, model):
-    i = wf.inputs.inputnode
-    runs = participant.runs
-    i.bold_files = [str(r.bold) for r in runs]
-    i.events_files = [str(r.events_file) for r in runs]
-    i.confounds_files = [str(r.confounds) for r in runs]
-    i.mask_files = [str(r.mask) for r in runs]
-    i.run_labels = [str(r.run) for r in runs]
-    i.dseg_file = str(participant.roi_dseg)
-    i.labels_file = str(participant.roi_labels_file)
-    i.stimuli_dir = str(participant.stimuli_dir)
-    i.captions_file = str(participant.captions_file)
-    i.dataset_dir = str(participant.bids_dir)
-    i.model = str(model)
 
 
 def _outputs(result, name):
@@ -53,10 +37,6 @@ def test_graph_shapes():
 
 #: Test images of the decoding fixture: identification is asserted on >= 100 (issue 22).
 N_TEST = 100
-#: Of those, the first ones reconstructed: the reconstruction checks run 4 diffusion passes per
-#: image (z+c, z, c, shuffled) with 2 samples; 100 images would cost CI about 20 minutes here.
-#: Reconstruction scores on 100 images over 5 seeds: benchmarks/results/seeds_reconstruction*.
-N_RECONSTRUCTED = 20
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +49,7 @@ def decoded(tmp_path_factory):
 
     wf = init_decoding_wf(resolution=RES, feature_cache=str(cache), metadata={"seed": 3})
     wf.base_dir = str(base / "work")
-    _feed(wf, participant, model)
+    set_participant_inputs(wf, participant, model)
     paper = wf.run()
 
     betas = _outputs(paper, "betas")
@@ -82,7 +62,7 @@ def decoded(tmp_path_factory):
         name="swapped_wf",
     )
     swapped.base_dir = str(base / "work")
-    _feed(swapped, participant, model)
+    set_participant_inputs(swapped, participant, model)
     swapped.inputs.inputnode.betas_files = betas.betas_file
     swapped.inputs.inputnode.trials_files = betas.trials_file
     other = swapped.run()
@@ -177,33 +157,27 @@ def test_default_alpha_grid_decodes_at_least_as_well_as_papers(decoded):
 
 @pytest.fixture(scope="module")
 def reconstructed(decoded, tmp_path_factory):
-    """Reconstructions of the test stimuli from decoded z and c in the three modes."""
-    import pandas as pd
-
+    """Reconstructions of the 100 test stimuli from decoded z and c in the three modes, one
+    sample each (was 2 samples of 20 images; issue 22 asks for >= 100 where identification is
+    asserted, and 4 passes x 100 images x 2 samples would double the CI's cost)."""
     from nipype_brainrecon.workflows.reconstruction import init_reconstruction_wf
 
     paper, _, participant, model = decoded
     outputs = {}
     base = tmp_path_factory.mktemp("recon")
-    subset = {}  # the first N_RECONSTRUCTED test images, in the decoders' order
-    for key, name in (("z_file", "predict_z"), ("c_file", "predict_c")):
-        subset[key] = base / f"{key}.npy"
-        np.save(subset[key], np.load(_outputs(paper, name).predicted_file)[:N_RECONSTRUCTED])
-    stimuli = pd.read_csv(_outputs(paper, "split_z").test_stimuli_file, sep="\t", dtype=str)
-    subset["stimuli_file"] = base / "test_stimuli.tsv"
-    stimuli.head(N_RECONSTRUCTED).to_csv(subset["stimuli_file"], sep="\t", index=False)
     for mode in ("z+c", "z", "c"):
         wf = init_reconstruction_wf(
             mode=mode,
-            n_samples=2,
+            n_samples=1,
             n_chunks=2,
             shuffled_baseline=mode == "z+c",
             name=f"recon_{mode.replace('+', '')}_wf",
         )
         wf.base_dir = str(base)
         inputs = wf.inputs.inputnode
-        inputs.z_file, inputs.c_file = str(subset["z_file"]), str(subset["c_file"])
-        inputs.stimuli_file = str(subset["stimuli_file"])
+        inputs.z_file = _outputs(paper, "predict_z").predicted_file
+        inputs.c_file = _outputs(paper, "predict_c").predicted_file
+        inputs.stimuli_file = _outputs(paper, "split_z").test_stimuli_file
         inputs.model = str(model)
         outputs[mode] = wf.run()
     return outputs
@@ -237,18 +211,20 @@ def _metrics(decoded, reconstructed, mode, extractors=("pixels", "lowlevel")):
 def test_reconstruction_from_decoded_features(decoded, reconstructed):
     """Reconstructions from the decoded z and c are identified above their permutation null's
     95th percentile (p < 0.05; this replaced fixed margins over chance, 0.1 and 0, chosen on
-    this seed) and above the trivial baselines. PixCorr is above its own null too, but not
-    above the mean training image (0.184 against 0.192 when the null check was added): a
-    blurred average matches pixels about as well, so no baseline claim is made for it."""
+    this seed) and above the trivial baselines. The rows asserted are those above their null on
+    every one of the pre-registered seeds 1-5 of the default simulation
+    (benchmarks/results/seeds_reconstruction_default.md): LowLevel(colour) and PixCorr.
+    Pixels 2-way held on 3-4 of 5 seeds there, so it is printed, no longer asserted (issue 22:
+    the claim is lowered). PixCorr is not claimed above the mean training image (0.184 against
+    0.192 when the null check was added): a blurred average matches pixels about as well."""
     table = _metrics(decoded, reconstructed, "z+c")
     print(table.to_string())
-    for metric in ("LowLevel(colour) 2-way (takagi)", "Pixels 2-way (mindeye)", "PixCorr"):
+    for metric in ("LowLevel(colour) 2-way (takagi)", "PixCorr"):
         row = table.loc[metric]
         assert row["value"] > row["null_p95"] and row["p_value"] < 0.05
-    for metric in ("LowLevel(colour) 2-way (takagi)", "Pixels 2-way (mindeye)"):
-        row = table.loc[metric]
-        assert row["value"] > row["baseline: shuffled latents"]
-        assert row["value"] > row["baseline: mean training image"]
+    row = table.loc["LowLevel(colour) 2-way (takagi)"]
+    assert row["value"] > row["baseline: shuffled latents"]
+    assert row["value"] > row["baseline: mean training image"]
 
 
 def test_ablation_z_only_beats_c_only_on_fidelity(decoded, reconstructed):

@@ -152,9 +152,8 @@ def _add_realism_options(parser: argparse.ArgumentParser) -> None:
         choices=tuple(PRESETS),
         default="default",
         help="set the options below together: oracle = all 0 (the GLM's HRF, nuisance inside "
-        "the confounds' span, white noise, every voxel responding at one SNR; the defaults "
-        "before issue 22); harder = the defaults; options given explicitly win "
-        "(default: default)",
+        "the confounds' span, white noise, every voxel responding at one SNR: the earlier "
+        "defaults); harder = the defaults; options given explicitly win (default: default)",
     )
     add(
         "--hrf-mismatch",
