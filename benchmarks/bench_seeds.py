@@ -70,6 +70,13 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "harder_null_snr0": {**HARDER, "null": "snr0"},
     "harder_null_permuted": {**HARDER, "null": "permuted"},
 }
+
+
+def _is_null(condition: str) -> bool:
+    """Whether a condition simulates null data (``null="snr0"`` or ``"permuted"``)."""
+    return "null" in CONDITIONS.get(condition, {})
+
+
 #: How each condition is described in the tables.
 CONDITION_LABELS = {
     "oracle": "all realism off: the analysis' own assumptions; the simulator's default before "
@@ -142,21 +149,18 @@ def _truth_rows(split_outputs, features_file: str, features_stimuli: str):
     return truth, test["stim_id"].tolist(), table["stim_file"].iloc[rows].tolist()
 
 
-def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Run the decoding workflow (paper ROIs, then swapped on the same betas).
-
-    Returns, per (target, ROI): ``truth`` and ``predicted`` arrays (test stimuli in the same
-    order) and the workflow's ``scores``.
-    """
-    from nipype_brainrecon.bids import collect_participant
-    from nipype_brainrecon.diffusion.models import demo_model_path, native_resolution
+def run_paper_and_swapped(
+    participant, model: Path, resolution: int, work: Path, metadata: dict | None = None
+):
+    """The decoding workflow with the paper's ROIs (z from early, c from ventral), then with
+    them swapped on the same betas; features cached in ``work/features``, nodes under
+    ``work/work``. Returns both workflows' results (``paper_wf``, ``swapped_wf``)."""
     from nipype_brainrecon.workflows.decoding import init_decoding_wf, set_participant_inputs
 
-    model = demo_model_path()
-    res = native_resolution(model)
-    participant = collect_participant(dataset, "01")
     cache = str(work / "features")
-    paper = init_decoding_wf(resolution=res, feature_cache=cache, name="paper_wf")
+    paper = init_decoding_wf(
+        resolution=resolution, feature_cache=cache, metadata=metadata, name="paper_wf"
+    )
     paper.base_dir = str(work / "work")
     set_participant_inputs(paper, participant, model)
     first = paper.run()
@@ -165,7 +169,7 @@ def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[st
         precomputed_betas=True,
         z_roi="ventral",
         c_roi="early",
-        resolution=res,
+        resolution=resolution,
         feature_cache=cache,
         name="swapped_wf",
     )
@@ -173,7 +177,21 @@ def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[st
     set_participant_inputs(swapped, participant, model)
     swapped.inputs.inputnode.betas_files = betas.betas_file
     swapped.inputs.inputnode.trials_files = betas.trials_file
-    second = swapped.run()
+    return first, swapped.run()
+
+
+def decode_both_ways(dataset: Path, work: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Run the decoding workflow (paper ROIs, then swapped on the same betas).
+
+    Returns, per (target, ROI): ``truth`` and ``predicted`` arrays (test stimuli in the same
+    order) and the workflow's ``scores``.
+    """
+    from nipype_brainrecon.bids import collect_participant
+    from nipype_brainrecon.diffusion.models import demo_model_path, native_resolution
+
+    model = demo_model_path()
+    participant = collect_participant(dataset, "01")
+    first, second = run_paper_and_swapped(participant, model, native_resolution(model), work)
     feats = _node_outputs(first, "features")
     out = {}
     for result, pairs in ((first, PAIRS[:2]), (second, PAIRS[2:])):
@@ -308,7 +326,7 @@ def run_one(
     )
     decoded = decode_both_ways(dataset, folder)
     run = {"seed": seed, "condition": condition, **score_run(decoded)}
-    if "null" in CONDITIONS.get(condition, {}):
+    if _is_null(condition):
         run["null_family"] = null_family(run)
     else:
         run["checks"] = real_checks(run)
@@ -355,7 +373,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "max": float(v.max()),
                 "n_seeds_p_below_0.05": int(((p < ALPHA) & (v > 0)).sum()),
             }
-        if "null" in CONDITIONS.get(cond, {}):
+        if _is_null(cond):
             fam = [r["null_family"] for r in rs]
             entry["pass_rate_all_p_above_0.05"] = float(
                 np.mean([f["all_p_above_0.05"] for f in fam])
@@ -488,7 +506,7 @@ def compact_tables(record: dict[str, Any]) -> str:
                 for x in (r["dissociation"][key] for r in runs)
             ]
             lines.append(f"| Δ {key} | " + " | ".join(cells) + " |")
-        if "null" in CONDITIONS.get(cond, {}):
+        if _is_null(cond):
             cells = [
                 f"all {f['n_p_values']} p > 0.05: {'yes' if f['all_p_above_0.05'] else 'no'}; "
                 f"Holm: {'pass' if f['holm_none_rejected'] else 'fail'}"

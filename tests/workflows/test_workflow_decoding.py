@@ -16,7 +16,7 @@ from nipype_brainrecon.diffusion.models import demo_model_path, native_resolutio
 from nipype_brainrecon.ridge import load_decoder
 from nipype_brainrecon.rois import roi_voxel_count
 from nipype_brainrecon.synthetic.simulate import simulate_dataset
-from nipype_brainrecon.workflows.decoding import init_decoding_wf, set_participant_inputs
+from nipype_brainrecon.workflows.decoding import init_decoding_wf
 
 RES = native_resolution(demo_model_path())  # the shipped demo model's own image size
 
@@ -41,31 +41,14 @@ N_TEST = 100
 
 @pytest.fixture(scope="module")
 def decoded(tmp_path_factory):
+    """The decoding workflow with the paper's ROIs and swapped, as the seeds benchmark runs it."""
+    from benchmarks.bench_seeds import run_paper_and_swapped
+
     base = tmp_path_factory.mktemp("decoding")
     simulate_dataset(base / "sim", n_subjects=1, seed=3, n_test=N_TEST)
     model = demo_model_path()
     participant = collect_participant(base / "sim", "01")
-    cache = base / "features"
-
-    wf = init_decoding_wf(resolution=RES, feature_cache=str(cache), metadata={"seed": 3})
-    wf.base_dir = str(base / "work")
-    set_participant_inputs(wf, participant, model)
-    paper = wf.run()
-
-    betas = _outputs(paper, "betas")
-    swapped = init_decoding_wf(
-        precomputed_betas=True,
-        z_roi="ventral",
-        c_roi="early",
-        resolution=RES,
-        feature_cache=str(cache),
-        name="swapped_wf",
-    )
-    swapped.base_dir = str(base / "work")
-    set_participant_inputs(swapped, participant, model)
-    swapped.inputs.inputnode.betas_files = betas.betas_file
-    swapped.inputs.inputnode.trials_files = betas.trials_file
-    other = swapped.run()
+    paper, other = run_paper_and_swapped(participant, model, RES, base, metadata={"seed": 3})
     return paper, other, participant, model
 
 
