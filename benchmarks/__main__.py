@@ -18,7 +18,9 @@ Benchmarks (default set marked *): ridge* (decoder solver vs himalaya / scikit-l
 it by name), nsd_convert (``brainrecon-nsd`` on real-size synthetic NSD sessions vs whole-session
 loading; writes GBs, run it by name), gpu_reconstruction (ours vs diffusers' img2img pipeline),
 gpu_end_to_end (an NSD-size
-subject, betas to scores) and gpu_ridge (default only when a CUDA GPU is visible).
+subject, betas to scores) and gpu_ridge (default only when a CUDA GPU is visible); seeds,
+demo_identification, null_calibration and unique_variance (issue 22's statistical checks; run
+them by name).
 """
 
 from __future__ import annotations
@@ -184,6 +186,16 @@ BENCHMARKS = [
         "demo model: reconstructions from the true z and c identified, seeds 1-5 x 100 scenes",
         ["demo_identification.json"],
         ["demo_identification.json"],
+        default=lambda: False,
+    ),
+    Bench(
+        "null_calibration",
+        "bench_null_calibration",
+        "evaluate()'s identification p-values on null reconstructions (fixed bank, 200 "
+        "independent sets of seen images): share at p <= 0.05 and Holm per set",
+        ["null_calibration.json"],
+        ["null_calibration.json"],
+        quick_args=["--sets", "5", "--out", str(RESULTS / "null_calibration_quick.json")],
         default=lambda: False,
     ),
     Bench(
@@ -781,7 +793,25 @@ def _rows_unique_variance(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rows_null_calibration(d: dict[str, Any]) -> list[Row]:
+    s = d["summary"]
+    shares = [r["share"] for r in s["rows"].values()]
+    calibrated = sum(r["ci_contains_0.05"] for r in s["rows"].values())
+    return [
+        {
+            "case": f"null reconstructions, {s['n_sets']} sets × {d['config']['n_images']} "
+            f"images, {len(shares)} identification rows",
+            "ours": f"p ≤ 0.05 in {min(shares):.1%}–{max(shares):.1%} of sets; Holm clean in "
+            f"{s['holm_share']:.1%}",
+            "reference": "exact test: 5 % (Holm: ≥ 95 %)",
+            "ratio": f"{calibrated}/{len(shares)} rows' CIs contain 5 %",
+            "machine": _machine_text(d.get("machine")),
+        }
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "null_calibration": _rows_null_calibration,
     "seeds": _rows_seeds,
     "demo_identification": _rows_demo_identification,
     "unique_variance": _rows_unique_variance,
