@@ -322,16 +322,56 @@ def identification_with_null(
     corr = identification_correlations(originals, reconstructions)
     per_image = identification_from_correlations(corr, rule)
     gain, denominator = identification_gain(corr, rule)
+    resampling = dict(n_permutations=n_permutations, n_boot=n_boot, seed=seed)
+    return per_image, assignment_with_null(gain, denominator, per_image, **resampling)
+
+
+def assignment_with_null(
+    gain: np.ndarray,
+    denominator: float,
+    per_item: np.ndarray,
+    *,
+    n_permutations: int = DEFAULTS.evaluation.n_permutations,
+    n_boot: int = DEFAULTS.evaluation.n_boot,
+    seed: int = DEFAULTS.evaluation.resampling_seed,
+) -> dict[str, float]:
+    """Permutation null and bootstrap CI of a score that is a mean over items of
+    ``gain[i, assigned[i]] / denominator`` (``per_item``: each item's own term).
+
+    Returns ``null_p95``, ``p_value``, ``ci_low``, ``ci_high`` as
+    :func:`identification_with_null`.
+    """
     null = permutation_null(
         assignment_scorer(gain, denominator), len(gain), n_permutations=n_permutations, seed=seed
     )
-    ci = bootstrap_ci(per_image, n_boot=n_boot, seed=seed)
-    return per_image, {
-        "null_p95": null.p95,
-        "p_value": null.p_value,
-        "ci_low": ci.low,
-        "ci_high": ci.high,
-    }
+    ci = bootstrap_ci(per_item, n_boot=n_boot, seed=seed)
+    return {"null_p95": null.p95, "p_value": null.p_value, "ci_low": ci.low, "ci_high": ci.high}
+
+
+def target_correlation_gain(
+    truth: np.ndarray, predicted: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, float]:
+    """The mean per-target r as an assignment score, for its permutation null.
+
+    With columns centred and scaled to unit norm over the test items, target ``j``'s r is
+    ``sum_i zt[i, j] zp[i, j]``. So ``gain[i, c] = sum_j zt[i, j] zp[c, j]`` over the targets
+    whose columns are not constant, and ``denominator`` their number over ``n``, give the
+    mean per-target r when prediction ``c`` is assigned to item ``i`` (the identity gives
+    ``nanmean(per_target_correlation)``). Columns are taken ``chunk`` at a time, so memory stays
+    at (n, chunk) beside the (n, n) result.
+    """
+    t = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+    p = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
+    gain = np.zeros((len(t), len(t)))
+    n_valid = 0
+    for start in range(0, t.shape[1], chunk):
+        tc = t[:, start : start + chunk] - t[:, start : start + chunk].mean(axis=0)
+        pc = p[:, start : start + chunk] - p[:, start : start + chunk].mean(axis=0)
+        t_norm, p_norm = np.linalg.norm(tc, axis=0), np.linalg.norm(pc, axis=0)
+        ok = (t_norm > 0) & (p_norm > 0)
+        n_valid += int(ok.sum())
+        gain += (tc[:, ok] / t_norm[ok]) @ (pc[:, ok] / p_norm[ok]).T
+    return gain, n_valid / len(t)
 
 
 def _pearson_or_zero(a: np.ndarray, b: np.ndarray) -> float:
@@ -375,6 +415,26 @@ def two_way_identification_loop(
     return acc
 
 
+def _prefixed(prefix: str, stats: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{k}": float(v) for k, v in stats.items()}
+
+
+def _target_r_null(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Permutation null (test labels permuted) and bootstrap CI of the mean per-target r; the
+    CI resamples each item's term with the standardisation of the whole test set held fixed."""
+    gain, denominator = target_correlation_gain(t, p)
+    if denominator == 0:  # every column constant: no r, no null
+        return dict.fromkeys(("null_p95", "p_value", "ci_low", "ci_high"), float("nan"))
+    return assignment_with_null(gain, denominator, np.diag(gain) / denominator)
+
+
+def _pattern_r_null(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Permutation null and bootstrap CI of the mean pattern r (r of item i's true and
+    predicted vectors); a constant vector correlates 0, as in identification."""
+    corr = identification_correlations(t, p)[:, :, 0]
+    return assignment_with_null(corr, 1.0, np.diag(corr))
+
+
 def decoding_scores(
     truth: np.ndarray, predicted: np.ndarray, *, baseline: np.ndarray | None = None
 ) -> dict:
@@ -392,10 +452,11 @@ def decoding_scores(
     dict
         ``target_r_mean`` (mean over targets of Pearson r across stimuli; chance 0),
         ``pattern_r_mean`` (mean over stimuli of r between predicted and true feature
-        vectors), ``identification`` (two-way, Takagi's rule, chance 0.5) with
-        ``identification_null_p95``, ``identification_p_value`` (permutation null) and
-        ``identification_ci_low`` / ``_high`` (bootstrap over stimuli; see
-        :func:`identification_with_null`), and with a baseline
+        vectors), ``identification`` (two-way, Takagi's rule, chance 0.5), each with
+        ``<score>_null_p95``, ``<score>_p_value`` (permutation null: test labels permuted) and
+        ``<score>_ci_low`` / ``_high`` (bootstrap over stimuli; see
+        :func:`identification_with_null`), where ``<score>`` is ``target_r``, ``pattern_r``
+        or ``identification``; and with a baseline
         ``baseline_pattern_r_mean`` (a constant prediction cannot identify anything, so its
         identification is the chance level by construction and is not reported).
     """
@@ -410,10 +471,12 @@ def decoding_scores(
         "n_targets": int(t.shape[1]),
         "target_r_mean": float(np.nanmean(target_r)),
         "target_r_chance": 0.0,
+        **_prefixed("target_r", _target_r_null(t, p)),
         "pattern_r_mean": float(pattern_r.mean()),
+        **_prefixed("pattern_r", _pattern_r_null(t, p)),
         "identification": float(ident.mean()),
         "identification_chance": CHANCE_TWO_WAY,
-        **{f"identification_{k}": v for k, v in stats.items()},
+        **_prefixed("identification", stats),
     }
     if baseline is not None:
         b = np.broadcast_to(np.asarray(baseline, dtype=np.float64).reshape(1, -1), t.shape)

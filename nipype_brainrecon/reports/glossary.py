@@ -90,11 +90,22 @@ DECODING_COLUMNS = (
     ("n_targets", "Outputs", "values decoded per stimulus (the feature's size)"),
     ("n_stimuli", "Test stimuli", "held-out test stimuli the scores are computed on"),
     (
+        "identification",
+        "2-way identification",
+        "how often a decoded vector correlates more with its own stimulus's features than with "
+        "another's (Takagi's rule)",
+    ),
+    ("identification_chance", "chance", "chance level of two-way identification (0.5)"),
+    ("identification_null_p95", "null 95%", COLUMNS["null 95%"]),
+    ("identification_p_value", "p", COLUMNS["p"]),
+    (
         "target_r_mean",
         "Feature r",
         "Pearson r across test stimuli between decoded and true values, mean over outputs",
     ),
     ("target_r_chance", "chance", "chance level of feature r (0)"),
+    ("target_r_null_p95", "null 95%", COLUMNS["null 95%"]),
+    ("target_r_p_value", "p", COLUMNS["p"]),
     (
         "pattern_r_mean",
         "Pattern r",
@@ -105,15 +116,8 @@ DECODING_COLUMNS = (
         "baseline",
         "pattern r of a constant prediction (the mean training feature)",
     ),
-    (
-        "identification",
-        "2-way identification",
-        "how often a decoded vector correlates more with its own stimulus's features than with "
-        "another's (Takagi's rule)",
-    ),
-    ("identification_chance", "chance", "chance level of two-way identification (0.5)"),
-    ("identification_null_p95", "null 95%", COLUMNS["null 95%"]),
-    ("identification_p_value", "p", COLUMNS["p"]),
+    ("pattern_r_null_p95", "null 95%", COLUMNS["null 95%"]),
+    ("pattern_r_p_value", "p", COLUMNS["p"]),
 )
 
 #: What the decoding targets are.

@@ -244,25 +244,34 @@ def _decoding_cell(scores: Mapping[str, Any], key: str) -> Cell:
 
 
 def _decoding_table(decoding: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The decoding table (the known scores present, then any others), its legend and note."""
+    """The decoding table (the known scores present, each p followed by its CI when given,
+    then any others), its legend and note."""
     known = [k for k, _ in _DECODING_COLUMNS]
-    ci = ("identification_ci_low", "identification_ci_high")
+    ci_keys = {
+        f"{score}_p_value": (f"{score}_ci_low", f"{score}_ci_high")
+        for score in ("target_r", "pattern_r", "identification")
+    }
     # "baseline" names the baseline (e.g. "mean training feature"): said in the note.
-    skip = {*known, *ci, "baseline", "target"}
+    skip = {*known, *(k for pair in ci_keys.values() for k in pair), "baseline", "target"}
     extra = sorted({k for d in decoding.values() for k in d if k not in skip})
     baseline_names = sorted({str(d["baseline"]) for d in decoding.values() if d.get("baseline")})
-    columns = [(k, lbl) for k, lbl in _DECODING_COLUMNS if any(k in d for d in decoding.values())]
-    with_ci = all(any(k in d for d in decoding.values()) for k in ci)
-    columns += [("ci", "95% CI")] if with_ci else []
+    present = [(k, lbl) for k, lbl in _DECODING_COLUMNS if any(k in d for d in decoding.values())]
+    columns: list[tuple[str, str]] = []
+    for key, lbl in present:
+        columns.append((key, lbl))
+        pair = ci_keys.get(key)
+        if pair and all(any(k in d for d in decoding.values()) for k in pair):
+            columns.append((f"ci:{key}", "95% CI"))
     columns += [(k, k) for k in extra]
-    titles = {**_DECODING_TITLES, "ci": COLUMNS["95% CI"]}
+    titles = {**_DECODING_TITLES, **{f"ci:{k}": COLUMNS["95% CI"] for k in ci_keys}}
     rows = []
     for target, d in decoding.items():
         cells: list[Cell] = [titled(escape(target), TARGETS.get(target, ""))]
         for key, _ in columns:
-            if key == "ci":
-                cells.append(ci_text(d.get(ci[0]), d.get(ci[1])))
-            elif key == "identification_p_value":
+            if key.startswith("ci:"):
+                low, high = ci_keys[key[3:]]
+                cells.append(ci_text(d.get(low), d.get(high)))
+            elif key in ci_keys:
                 cells.append(p_text(d.get(key)))
             else:
                 cells.append(_decoding_cell(d, key))
@@ -272,6 +281,7 @@ def _decoding_table(decoding: Mapping[str, Mapping[str, Any]]) -> list[str]:
     header += [titled(escape(lbl), titles.get(k, "")) for k, lbl in columns]
     legend = [("Target", target_title)]
     legend += [(lbl, titles.get(k, "")) for k, lbl in columns]
+    legend = list(dict.fromkeys(legend))  # null 95%, p and CI read the same for every score
     return [
         wrap_table(html_table(header, rows, id_="decoding-table")),
         str(macro("participant.html", "decoding_note")(baseline_names)),

@@ -187,3 +187,49 @@ def test_evaluate_adds_null_columns_at_the_end():
         assert row["p_value"] == 1 / 301  # good reconstructions beat every permutation
         assert row["ci_low"] <= row["value"] <= row["ci_high"]
     assert isinstance(table, pd.DataFrame)
+
+
+def _decoded(seed, n=12, d=30, signal=0.0):
+    rng = np.random.default_rng(seed)
+    truth = rng.standard_normal((n, d))
+    return truth, signal * truth + rng.standard_normal((n, d))
+
+
+def test_target_r_null_draws_equal_the_mean_r_of_permuted_predictions():
+    from nipype_brainrecon.evaluation.metrics import (
+        per_target_correlation,
+        target_correlation_gain,
+    )
+
+    truth, pred = _decoded(2, signal=0.7)
+    truth[:, 3] = 1.0  # a constant target: NaN r, left out of the mean as in nanmean
+    gain, denominator = target_correlation_gain(truth, pred, chunk=7)  # chunks straddle it
+    score = assignment_scorer(gain, denominator)
+    perms = permutations(len(truth), 30, seed=5)
+    brute = [np.nanmean(per_target_correlation(truth, pred[p])) for p in perms]
+    np.testing.assert_allclose(score(perms), brute, rtol=0, atol=1e-12)
+    identity = np.arange(len(truth))[None]
+    np.testing.assert_allclose(
+        score(identity)[0], np.nanmean(per_target_correlation(truth, pred)), atol=1e-12
+    )
+
+
+def test_decoding_scores_give_every_correlation_its_null_and_ci():
+    from nipype_brainrecon.evaluation.metrics import correlation_matrix, decoding_scores
+
+    related = decoding_scores(*_decoded(3, n=40, signal=2.0))
+    unrelated = [decoding_scores(*_decoded(s, n=40)) for s in range(40)]
+    for score in ("target_r", "pattern_r", "identification"):
+        keys = [f"{score}_{k}" for k in ("null_p95", "p_value", "ci_low", "ci_high")]
+        assert all(np.isfinite(related[k]) for k in keys)
+        value = related["identification" if score == "identification" else f"{score}_mean"]
+        assert related[f"{score}_ci_low"] <= value <= related[f"{score}_ci_high"]
+        assert related[f"{score}_p_value"] == 1 / 1001
+        p = np.array([u[f"{score}_p_value"] for u in unrelated])
+        assert np.mean(p < 0.05) <= 0.15 and 0.25 <= np.mean(p < 0.5) <= 0.75
+    # Permuting the labels of a mean pattern r: the null is the mean off-diagonal r.
+    truth, pred = _decoded(4, n=30, signal=1.0)
+    scores = decoding_scores(truth, pred)
+    off = correlation_matrix(truth, pred)[~np.eye(30, dtype=bool)]
+    assert abs(scores["pattern_r_null_p95"] - off.mean()) < 0.1
+    assert scores["pattern_r_mean"] > scores["pattern_r_null_p95"]

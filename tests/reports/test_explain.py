@@ -70,12 +70,15 @@ def test_headline_numbers_are_the_tables_numbers(tmp_path):
     # the same numbers as the metrics table file, not only as the page's table
     assert row["Reconstructions"] == f"{table.loc['Pixels 2-way (takagi)', 'value']:.3f}"
     # what was decoded from where and how well, as in the decoding table
+    rows = table_rows(dom.by_id("decoding-table"))
+    ident = [c.text() for c in rows[0]].index("2-way identification")
+    chance = {r[0].text(): r[ident + 1].text() for r in rows[1:]}  # the column after it
     for target in ("z", "c"):
         d = decoding[target]
         assert (
             f"{target}{' decoded' if target == 'z' else ''} from {d['ROI']} "
             f"({d['Voxels']} voxels), two-way identification {d['2-way identification']}, "
-            f"chance {d['chance']}"
+            f"chance {chance[target]}"
         ) in text, text
     # the methods text is linked when the run wrote it, relative to the page
     assert dom.by_id("methods-link") is None

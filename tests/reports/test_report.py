@@ -378,12 +378,12 @@ def test_decoding_table_and_alpha_histogram(tmp_path):
         "Voxels",
         "Outputs",
         "Test stimuli",
+        "2-way identification",
+        "chance",
         "Feature r",
         "chance",
         "Pattern r",
         "baseline",
-        "2-way identification",
-        "chance",
     ]
     decoding = summary["decoding"].values()
     keys = [k for k, _ in participant_report._DECODING_COLUMNS if any(k in d for d in decoding)]
@@ -412,6 +412,31 @@ def test_decoding_table_and_alpha_histogram(tmp_path):
     assert len(patches) >= n_bars
     with pytest.raises(DataError, match="alpha_counts"):
         report.sorted_alpha_counts({"ten": 3})
+
+
+def test_decoding_table_gives_each_score_its_null_p_and_ci(tmp_path):
+    """With decoding_scores' null keys (as the workflow writes them), each score is followed by
+    its null 95th percentile, p and CI, and none of those keys shows as a raw extra column."""
+    from nipype_brainrecon.evaluation.metrics import decoding_scores
+
+    summary, deriv = make_run(tmp_path)
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((20, 64))
+    scores = decoding_scores(truth, truth + rng.standard_normal((20, 64)), baseline=truth[0])
+    summary["decoding"]["z"].update(scores)
+    dom = parse(write(summary, deriv))
+    header = [c.text() for c in table_rows(dom.by_id("decoding-table"))[0]]
+    assert header[5:] == [
+        *("2-way identification", "chance", "null 95%", "p", "95% CI"),
+        *("Feature r", "chance", "null 95%", "p", "95% CI"),
+        *("Pattern r", "baseline", "null 95%", "p", "95% CI"),
+    ]
+    z = table_rows(dom.by_id("decoding-table"))[1]
+    col = header.index("Feature r")
+    assert z[col].text() == f"{scores['target_r_mean']:.3f}"
+    assert z[col + 3].text() == "< 0.001" or float(z[col + 3].text()) < 0.05
+    low, high = scores["pattern_r_ci_low"], scores["pattern_r_ci_high"]
+    assert f"{low:.3f}" in z[col + 9].text() and f"{high:.3f}" in z[col + 9].text()
 
 
 def test_roi_figure_and_cut_coordinates(tmp_path):
