@@ -119,8 +119,11 @@ def summarise(p_values: dict[str, list[float]]) -> dict[str, Any]:
         }
     per_set = np.array(list(p_values.values())).T  # (sets, rows)
     clean = int(sum(not any(holm_rejects(list(ps))) for ps in per_set))
+    raw = int(np.sum((per_set > ALPHA).all(axis=1)))
     return {
         "rows": rows,
+        "all_p_above_0.05": raw,
+        "all_p_above_0.05_ci": clopper_pearson(raw, len(per_set)),
         "holm_none_rejected": clean,
         "n_sets": len(per_set),
         "holm_share": clean / len(per_set),
@@ -152,7 +155,8 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         f"**Family (Holm over the {len(s['rows'])} rows within a set): no rejection in "
         f"{s['holm_none_rejected']}/{s['n_sets']} sets, {s['holm_share']:.1%} "
-        f"[{lo:.1%}, {hi:.1%}].**",
+        f"[{lo:.1%}, {hi:.1%}].** Uncorrected, all {len(s['rows'])} p > 0.05 in "
+        f"{s['all_p_above_0.05']}/{s['n_sets']} sets.",
         "",
     ]
     return "\n".join(lines)
@@ -165,7 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", type=int, default=200, help="independent sets of seen images")
     parser.add_argument("--n-images", type=int, default=N_IMAGES)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="only recompute OUT's summary and Markdown from its recorded p-values",
+    )
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        record = json.loads(args.out.read_text())
+        record["summary"] = summarise(record["p_values"])
+        _write(record, args.out)
+        return 0
     from nipype_brainrecon.evaluation import get_extractor
 
     given = sys.argv[1:] if argv is None else argv
@@ -193,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         "p_values": p_values,
         "summary": summarise(p_values),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(record))
-    print(markdown(record))
+    _write(record, args.out)
     return 0
+
+
+def _write(record: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(record))
+    print(markdown(record))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def test_summary_counts_and_holm(bench):
     # Holm over (a, b) per set: 0.001 <= 0.025 rejects in the first 10 sets; set 20 has
     # (0.05, 0.9): 0.05 > 0.025, nothing rejected.
     assert (s["holm_none_rejected"], s["n_sets"]) == (10, 20)
+    assert s["all_p_above_0.05"] == 9  # set 20 has p = 0.05 in row a
     assert s["holm_ci"][0] < 0.5 < s["holm_ci"][1]
 
 
@@ -53,3 +54,7 @@ def test_tiny_run_matches_evaluate(bench, tmp_path):
     for name, ps in record["p_values"].items():
         assert ps[1] == pytest.approx(table.loc[name, "p_value"], abs=0)
     assert np.isfinite(list(record["summary"]["holm_ci"])).all()
+    # --markdown-only recomputes the same summary from the recorded p-values
+    before = out.read_text()
+    assert bench.main(["--markdown-only", "--out", str(out)]) == 0
+    assert out.read_text() == before
