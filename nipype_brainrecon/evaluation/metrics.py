@@ -320,9 +320,16 @@ def identification_with_null(
     """
     _check_rule(rule)
     corr = identification_correlations(originals, reconstructions)
+    resampling = dict(n_permutations=n_permutations, n_boot=n_boot, seed=seed)
+    return _identification_and_null(corr, rule, **resampling)
+
+
+def _identification_and_null(
+    corr: np.ndarray, rule: str, **resampling: int
+) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`identification_with_null` from :func:`identification_correlations`' array."""
     per_image = identification_from_correlations(corr, rule)
     gain, denominator = identification_gain(corr, rule)
-    resampling = dict(n_permutations=n_permutations, n_boot=n_boot, seed=seed)
     return per_image, assignment_with_null(gain, denominator, per_image, **resampling)
 
 
@@ -428,11 +435,12 @@ def _target_r_null(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return assignment_with_null(gain, denominator, np.diag(gain) / denominator)
 
 
-def _pattern_r_null(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def _pattern_r_null(corr: np.ndarray) -> dict[str, float]:
     """Permutation null and bootstrap CI of the mean pattern r (r of item i's true and
-    predicted vectors); a constant vector correlates 0, as in identification."""
-    corr = identification_correlations(t, p)[:, :, 0]
-    return assignment_with_null(corr, 1.0, np.diag(corr))
+    predicted vectors) from :func:`identification_correlations`' array (one sample); a
+    constant vector correlates 0, as in identification."""
+    rows = corr[:, :, 0]
+    return assignment_with_null(rows, 1.0, np.diag(rows))
 
 
 def decoding_scores(
@@ -465,7 +473,8 @@ def decoding_scores(
     p = np.asarray(predicted, dtype=np.float64).reshape(n, -1)
     target_r = per_target_correlation(t, p)
     pattern_r = np.diag(correlation_matrix(p, t))
-    ident, stats = identification_with_null(t, p)
+    corr = identification_correlations(t, p)  # identification and the pattern r's null share it
+    ident, stats = _identification_and_null(corr, "takagi")
     scores = {
         "n_stimuli": int(n),
         "n_targets": int(t.shape[1]),
@@ -473,7 +482,7 @@ def decoding_scores(
         "target_r_chance": 0.0,
         **_prefixed("target_r", _target_r_null(t, p)),
         "pattern_r_mean": float(pattern_r.mean()),
-        **_prefixed("pattern_r", _pattern_r_null(t, p)),
+        **_prefixed("pattern_r", _pattern_r_null(corr)),
         "identification": float(ident.mean()),
         "identification_chance": CHANCE_TWO_WAY,
         **_prefixed("identification", stats),
