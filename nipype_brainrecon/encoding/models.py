@@ -22,7 +22,12 @@ from numpy.typing import ArrayLike
 
 from ..config import DEFAULTS
 from ..errors import DataError, UsageError
-from .partition import fit_joint_banded, partition_bootstrap
+from .partition import (
+    FixedPenaltyModel,
+    fit_joint_banded,
+    partition_bootstrap,
+    partition_refit_bootstrap,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ridge import RidgeDecoder
@@ -270,6 +275,7 @@ def run_encoding(
     seed: int = 0,
     banded: bool = False,
     n_bootstrap: int = 0,
+    bootstrap: str = "test",
 ) -> EncodingResults:
     """Fit and score an encoding model per feature space (and per joint pair).
 
@@ -304,6 +310,12 @@ def run_encoding(
         With > 0, 95 % intervals of the unique and shared variance over that many resamples of
         the test stimuli (:func:`.partition.partition_bootstrap`): maps ``<stat>_ci_low`` and
         ``<stat>_ci_high`` beside ``A:unique_r2``, ``B:unique_r2`` and ``A+B:shared_r2``.
+    bootstrap : {"test", "refit"}
+        ``"test"`` resamples the test stimuli with the fitted models fixed (fast; the interval
+        leaves out the fit's own variability and the downward bias of a finite training set);
+        ``"refit"`` also resamples the training stimuli and refits the three models at their
+        chosen penalties (:func:`.partition.partition_refit_bootstrap`, basic interval, which
+        covers planted fractions: docs/encoding.md). Each resample then costs three fits.
 
     Returns
     -------
@@ -324,6 +336,8 @@ def run_encoding(
         raise DataError("train_stimuli/test_stimuli: give one stimulus id per row of voxels")
     if len(y_test) < 3:
         raise DataError(f"{len(y_test)} test stimuli: need at least 3 to correlate")
+    if bootstrap not in ("test", "refit"):
+        raise UsageError(f"bootstrap={bootstrap!r}: give 'test' or 'refit'")
     mats = {name: _as_matrix(f, name) for name, f in features.items()}
     for name, m in mats.items():
         if len(m) != len(ids):
@@ -338,6 +352,8 @@ def run_encoding(
     spaces: dict[str, dict[str, Any]] = {}
     r2_of: dict[str, np.ndarray] = {}
     pred_of: dict[str, np.ndarray] = {}
+    refit_of: dict[str, FixedPenaltyModel] = {}
+    keep_models = n_bootstrap > 0 and bootstrap == "refit"
     rows_of = {
         "train": [str(s) for s in train_stimuli],
         "test": [str(s) for s in test_stimuli],
@@ -362,6 +378,8 @@ def run_encoding(
         seconds = time.perf_counter() - start
         score(name, model.predict(x_test))
         maps[f"{name}:alpha"] = np.asarray(model.alphas, dtype=np.float64)
+        if keep_models:
+            refit_of[name] = FixedPenaltyModel([x_train], [x_test], maps[f"{name}:alpha"][None])
         spaces[name] = {
             "n_features": int(x_all.shape[1]),
             "fit_seconds": round(seconds, 3),
@@ -377,9 +395,14 @@ def run_encoding(
             fitted = _fit_banded_pair(maps, (a, b), mats, index, rows_of, y_train, alphas, n_folds)
             score(name, fitted[0])
             spaces[name] = fitted[1]
+            if keep_models:
+                refit_of[name] = FixedPenaltyModel(*fitted[2], fitted[3].alphas)
         else:
             fit_one(name, joint_features([mats[a], mats[b]], balance=balance))
-        _partition_maps(maps, (a, b), r2_of, pred_of, y_test, n_bootstrap, seed)
+        test_boot = 0 if keep_models else n_bootstrap
+        _partition_maps(maps, (a, b), r2_of, pred_of, y_test, test_boot, seed)
+        if keep_models:
+            _refit_intervals(maps, (a, b), refit_of, (y_train, y_test), n_bootstrap, seed, rows_of)
     return EncodingResults(
         maps=maps,
         spaces=spaces,
@@ -391,6 +414,7 @@ def run_encoding(
             "seed": int(seed),
             "banded": bool(banded),
             "n_bootstrap": int(n_bootstrap),
+            "bootstrap": bootstrap,
         },
         predictions=pred_of,
     )
@@ -417,14 +441,34 @@ def _partition_maps(maps, pair, r2_of, pred_of, y_test, n_bootstrap: int, seed: 
             maps[f"{map_name}_ci_high"] = boot[key]["high"]
 
 
+def _refit_intervals(maps, pair, refit_of, ys, n_bootstrap: int, seed: int, rows_of) -> None:
+    """The refit bootstrap's intervals (:func:`.partition.partition_refit_bootstrap`)."""
+    a, b = pair
+    name = _joint_name(pair)
+    boot = partition_refit_bootstrap(
+        *ys, refit_of[a], refit_of[b], refit_of[name], n_boot=n_bootstrap, seed=seed,
+        train_units=rows_of["train"],
+    )  # fmt: skip
+    keys = {
+        "unique_a": f"{a}:unique_r2",
+        "unique_b": f"{b}:unique_r2",
+        "shared": f"{name}:shared_r2",
+    }
+    for key, map_name in keys.items():
+        maps[f"{map_name}_ci_low"] = boot[key]["low"]
+        maps[f"{map_name}_ci_high"] = boot[key]["high"]
+
+
 def _fit_banded_pair(maps, pair, mats, index, rows_of, y_train, alphas, n_folds):
-    """Fit the banded joint model of ``pair``: its test predictions and its summary."""
+    """Fit the banded joint model of ``pair``: its test predictions, its summary, its
+    ``(training, test)`` blocks and the fit."""
     blocks = {k: [_rows(mats[s], index, rows_of[k], s) for s in pair] for k in rows_of}
     start = time.perf_counter()
     predicted, fit = fit_joint_banded(
         *blocks["train"], y_train, *blocks["test"], alphas=alphas, n_folds=n_folds
     )
-    return predicted, _banded_space_info(maps, _joint_name(pair), pair, fit, start)
+    info = _banded_space_info(maps, _joint_name(pair), pair, fit, start)
+    return predicted, info, (blocks["train"], blocks["test"]), fit
 
 
 def _banded_space_info(maps, name: str, spaces: Sequence[str], fit, start: float) -> dict:

@@ -11,7 +11,8 @@ fit
     :func:`fit_ridge_cv`, the entry point: checks, standardisation statistics, voxel or kernel
     form, the decoder.
 banded
-    :func:`fit_banded_ridge_cv`: one alpha per feature space (himalaya's ``BandedRidgeCV``).
+    :func:`fit_banded_ridge_cv`: one alpha per feature space (himalaya's ``BandedRidgeCV``);
+    :func:`fit_banded_ridge` refits given alphas.
 options
     :class:`SolverOptions` (the switches choosing the solver's code paths) and memory sizes.
 cv
@@ -47,7 +48,7 @@ _blas
 """
 
 from .backends import Backend
-from .banded import BandedRidgeFit, banded_alpha_grid, fit_banded_ridge_cv
+from .banded import BandedRidgeFit, banded_alpha_grid, fit_banded_ridge, fit_banded_ridge_cv
 from .cv import DEFAULT_ALPHAS, PAPER_ALPHAS, kfold_slices, resolve_alphas
 from .decoder import RidgeDecoder, alpha_histogram
 from .estimator import RidgeDecoderCV
@@ -76,6 +77,7 @@ __all__ = [
     "SolverOptions",
     "alpha_histogram",
     "banded_alpha_grid",
+    "fit_banded_ridge",
     "fit_banded_ridge_cv",
     "fit_ridge_cv",
     "kfold_slices",

@@ -170,6 +170,76 @@ def fit_banded_ridge_cv(
     return fit
 
 
+def fit_banded_ridge(
+    X_blocks: Sequence[ArrayLike],
+    Y: ArrayLike,
+    alphas: ArrayLike,
+    *,
+    fit_intercept: bool = True,
+) -> BandedRidgeFit:
+    """Fit a banded ridge regression with given alphas (one per band and target), no CV.
+
+    The refit of :func:`fit_banded_ridge_cv` at fixed penalties, e.g. to refit the chosen alphas
+    on resampled training sets (:func:`nipype_brainrecon.encoding.partition.
+    partition_refit_bootstrap`). Solved in feature space when the bands have fewer columns in all
+    than there are samples (equal to the kernel form to rounding), in kernel form otherwise.
+
+    Parameters
+    ----------
+    X_blocks : sequence of array-like, each ``(n_samples, n_features_b)``
+    Y : array-like, ``(n_samples, n_targets)``
+    alphas : array-like, ``(n_bands, n_targets)`` or ``(n_bands,)``
+        Penalty of each band, per target or for all targets.
+    fit_intercept : bool
+        As in :func:`fit_banded_ridge_cv`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2))
+    >>> cv = fit_banded_ridge_cv([x], y, alpha_grid=[[0.1], [10.0]])
+    >>> fixed = fit_banded_ridge([x], y, cv.alphas)
+    >>> bool(np.allclose(fixed.predict([x]), cv.predict([x]), atol=1e-12))
+    True
+    """
+    xs = _check_blocks(X_blocks, None)
+    y = np.asarray(Y, dtype=np.float64)
+    if y.ndim != 2 or y.shape[0] != xs[0].shape[0]:
+        raise DataError(f"Y has shape {y.shape}: give ({xs[0].shape[0]}, n_targets)")
+    a = np.asarray(alphas, dtype=np.float64)
+    a = np.repeat(a[:, None], y.shape[1], axis=1) if a.ndim == 1 else a
+    if a.shape != (len(xs), y.shape[1]) or not np.all(np.isfinite(a) & (a > 0)):
+        raise UsageError(f"alphas: give positive alphas of shape ({len(xs)}, {y.shape[1]})")
+    combos, best = np.unique(a.T, axis=0, return_inverse=True)
+    best = best.reshape(-1)
+    mean = [x.mean(0) for x in xs]
+    scale = [_safe_scale(x.std(0)) for x in xs]
+    if sum(x.shape[1] for x in xs) < y.shape[0]:
+        coef, intercept = _refit_primal(xs, mean, scale, y, combos, best, fit_intercept)
+    else:
+        grams = [_gram(_standardise(x, m, s)) for x, m, s in zip(xs, mean, scale, strict=True)]
+        coef, intercept = _refit(xs, mean, scale, grams, y, combos, best, fit_intercept)
+    empty = np.zeros((0, y.shape[1]))
+    return BandedRidgeFit(coef, intercept, mean, scale, a.copy(), combos, empty, best)
+
+
+def _refit_primal(xs, mean, scale, y, combos, best, center: bool):
+    """:func:`_refit` in feature space: ``(Z^T Z + diag(alphas)) W = Z^T y`` per combination."""
+    zs = [_standardise(x, m, s) for x, m, s in zip(xs, mean, scale, strict=True)]
+    if center:
+        zs = [z - z.mean(0) for z in zs]
+    mu = y.mean(0) if center else np.zeros(y.shape[1])
+    z = np.hstack(zs)
+    gram, cross = z.T @ z, z.T @ (y - mu)
+    sizes = [b.shape[1] for b in zs]
+    w = np.zeros((z.shape[1], y.shape[1]))
+    for ci in np.unique(best):
+        targets = np.flatnonzero(best == ci)
+        ridge = np.repeat(combos[ci], sizes)
+        w[:, targets] = scipy.linalg.solve(gram + np.diag(ridge), cross[:, targets], assume_a="pos")
+    return np.split(w, np.cumsum(sizes)[:-1]), mu
+
+
 def _check_blocks(blocks: Sequence[ArrayLike], n_bands: int | None) -> list[np.ndarray]:
     xs = [np.asarray(b, dtype=np.float64) for b in blocks]
     if not xs or any(x.ndim != 2 for x in xs) or len({x.shape[0] for x in xs}) > 1:

@@ -7,7 +7,7 @@ import pytest
 
 from nipype_brainrecon.errors import DataError, UsageError
 from nipype_brainrecon.ridge import fit_ridge_cv
-from nipype_brainrecon.ridge.banded import banded_alpha_grid, fit_banded_ridge_cv
+from nipype_brainrecon.ridge.banded import banded_alpha_grid, fit_banded_ridge, fit_banded_ridge_cv
 
 GRID = 10.0 ** np.arange(-1, 6)
 
@@ -148,3 +148,33 @@ def test_bad_inputs():
         fit_banded_ridge_cv([xz, xc], y, alpha_grid=[[1.0, -1.0]])
     with pytest.raises(UsageError):
         banded_alpha_grid([[1.0], [1.0], [2.0]], 2)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("n", [40, 120])
+def test_fixed_alphas_equal_the_cv_refit(fit_intercept, n):
+    """``fit_banded_ridge`` at the alphas the CV chose is the CV fit's model: kernel form when
+    the 80 columns outnumber the samples (n=40, the same solve), feature space otherwise
+    (n=120, equal to rounding)."""
+    xz, xc, y = _two_bands(n=n)
+    cv = fit_banded_ridge_cv([xz, xc], y, alphas_per_band=GRID, fit_intercept=fit_intercept)
+    assert len(np.unique(cv.alphas.T, axis=0)) > 1  # per-target pairs differ
+    fixed = fit_banded_ridge([xz, xc], y, cv.alphas, fit_intercept=fit_intercept)
+    new = np.random.default_rng(5).standard_normal((7, 80)) + 1.0
+    blocks = [new[:, :30], new[:, 30:]]
+    want, got = cv.predict(blocks), fixed.predict(blocks)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.abs(want).max())
+    np.testing.assert_array_equal(fixed.alphas, cv.alphas)
+
+
+def test_fixed_alphas_one_band_and_bad_alphas():
+    """One band at one alpha for every target is the ridge solution computed directly."""
+    xz, _, y = _two_bands(n=60)
+    fit = fit_banded_ridge([xz], y, [3.0])
+    z = (xz - xz.mean(0)) / xz.std(0)
+    w = np.linalg.solve(z.T @ z + 3.0 * np.eye(z.shape[1]), z.T @ (y - y.mean(0)))
+    np.testing.assert_allclose(fit.coef[0], w, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fit.intercept, y.mean(0))
+    for bad in ([0.0], [1.0, 2.0], np.ones((1, 3))):
+        with pytest.raises(UsageError, match="alphas"):
+            fit_banded_ridge([xz], y, bad)
