@@ -14,6 +14,13 @@ bootstrap interval over the test images (1000 resamples, the same resamples for 
 looked at before); ``design: padded`` is the first, failed pre-registered design on seed 0
 (190 noise columns added to c).
 
+The refit interval (``banded refit``:
+:func:`~nipype_brainrecon.encoding.partition.partition_refit_bootstrap`, training and test
+stimuli resampled, the models refitted at their chosen penalties, basic interval, 1000
+resamples) on the design seeds 5-9 and the confirmation seeds 10-19 of the third
+pre-registration (the test's docstring), with the test-image interval of the same fits on the
+confirmation seeds (``banded``) beside it.
+
     python -m benchmarks.bench_unique_variance [--out FILE]
 
 Writes FILE (default ``benchmarks/results/unique_variance.json``) and a Markdown table next to it.
@@ -38,6 +45,8 @@ from benchmarks._common import package_versions as _versions
 FRACTIONS = {"early": (0.5, 0.1), "ventral": (0.1, 0.5)}
 ALPHAS = 10.0 ** np.arange(-1, 5)
 SEEDS = (5, 6, 7, 8, 9)
+REFIT_SEEDS = tuple(range(10, 20))
+REFIT_RESAMPLES = 1000
 KEYS = (("unique_a", "unique z"), ("unique_b", "unique c"), ("shared", "shared"))
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "unique_variance.json"
 
@@ -94,6 +103,64 @@ def run_seed(seed: int, n_pad: int, with_himalaya: bool) -> list[dict[str, Any]]
     return rows
 
 
+def refit_seed(seed: int, n_boot: int = REFIT_RESAMPLES) -> dict[str, Any]:
+    """One seed's banded encoding with both intervals of the ROI means: ``refit`` and ``test``
+    (:func:`partition_bootstrap` of the same fits), the ``planted`` values per ROI and the
+    ``result`` of ``run_encoding``."""
+    from nipype_brainrecon.encoding import run_encoding
+    from nipype_brainrecon.encoding.partition import (
+        FixedPenaltyModel,
+        partition_bootstrap,
+        partition_refit_bootstrap,
+    )
+    from nipype_brainrecon.synthetic.simulate.voxels import mixed_responses
+
+    data = mixed_responses(seed, FRACTIONS)
+    ids = [str(i) for i in range(data["z"].shape[0])]
+    y, tr, te = data["responses"], data["train"], data["test"]
+    res = run_encoding(
+        {"z": data["z"], "c": data["c"]}, ids, y[tr], [ids[i] for i in tr], y[te],
+        [ids[i] for i in te], alphas=ALPHAS, banded=True,
+    )  # fmt: skip
+    m, z, c = res.maps, data["z"], data["c"]
+    models = (
+        FixedPenaltyModel([z[tr]], [z[te]], m["z:alpha"][None]),
+        FixedPenaltyModel([c[tr]], [c[te]], m["c:alpha"][None]),
+        FixedPenaltyModel([z[tr], c[tr]], [z[te], c[te]], np.stack([m["z+c:alpha_z"], m["z+c:alpha_c"]])),
+    )  # fmt: skip
+    groups = {roi: data["roi"] == roi for roi in FRACTIONS}
+    refit = partition_refit_bootstrap(
+        y[tr], y[te], *models, n_boot=n_boot, seed=seed, groups=groups
+    )
+    p = res.predictions
+    test = partition_bootstrap(
+        y[te], p["z"], p["c"], p["z+c"], n_boot=n_boot, seed=seed, groups=groups
+    )
+    planted = {roi: data["planted"][groups[roi]].mean(0) * data["explainable"] for roi in FRACTIONS}
+    return {"refit": refit, "test": test, "planted": planted, "result": res}
+
+
+def _refit_rows(seed: int, design: str) -> list[dict[str, Any]]:
+    start = time.perf_counter()
+    out = refit_seed(seed)
+    seconds = round(time.perf_counter() - start, 2)
+    methods = {"banded refit": out["refit"]}
+    if design == "confirmation":
+        methods["banded"] = out["test"]
+    rows = []
+    for method, boot in methods.items():
+        for roi, planted in out["planted"].items():
+            for k, (key, label) in enumerate(KEYS):
+                est, low, high = boot["groups"][roi][key]
+                rows.append({
+                    "design": design, "seed": seed, "method": method, "roi": roi,
+                    "quantity": label, "planted": float(planted[k]), "estimate": float(est),
+                    "ci_low": float(low), "ci_high": float(high),
+                    "covered": bool(low <= planted[k] <= high), "fit_s": seconds,
+                })  # fmt: skip
+    return rows
+
+
 def run() -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
@@ -102,21 +169,27 @@ def run() -> dict[str, Any]:
         for seed in SEEDS:
             rows += run_seed(seed, 0, with_himalaya=seed == SEEDS[0])
         rows += run_seed(0, 190, with_himalaya=False)
+        for seed in SEEDS:
+            rows += _refit_rows(seed, "revised")
+        for seed in REFIT_SEEDS:
+            rows += _refit_rows(seed, "confirmation")
     summary = {}
-    for method in ("banded", "single", "himalaya"):
-        sel = [r for r in rows if r["method"] == method and r["design"] == "revised"]
-        if sel:
-            summary[method] = {
-                "checks": len(sel),
-                "covered": sum(r["covered"] for r in sel),
-                "max_abs_error": max(abs(r["estimate"] - r["planted"]) for r in sel),
-            }
+    for design in ("revised", "confirmation"):
+        for method in ("banded", "single", "himalaya", "banded refit"):
+            sel = [r for r in rows if r["method"] == method and r["design"] == design]
+            if sel:
+                summary[f"{method} ({design})"] = {
+                    "checks": len(sel),
+                    "covered": sum(r["covered"] for r in sel),
+                    "max_abs_error": max(abs(r["estimate"] - r["planted"]) for r in sel),
+                }
     return {
         "benchmark": "planted unique-variance fractions, banded vs single alpha vs himalaya",
         "settings": {
             "fractions": FRACTIONS,
             "alphas": [float(a) for a in ALPHAS],
             "seeds": SEEDS,
+            "refit_seeds": REFIT_SEEDS,
             "n_train": 500,
             "n_test": 200,
             "voxels_per_roi": 40,
@@ -141,11 +214,14 @@ def markdown(report: dict[str, Any]) -> str:
         "# Planted unique variance: banded vs single alpha vs himalaya",
         "",
         f"{report['benchmark']}; planted R² values (fraction × 0.5), ROI means with 95 % "
-        "bootstrap intervals over the 200 test images.",
+        "bootstrap intervals over the 200 test images (refit: over the 500 training and the "
+        "200 test images, the models refitted at their penalties, basic interval). Designs: "
+        "`revised` = seeds 5-9 (the refit interval was designed on them), `confirmation` = "
+        "seeds 10-19 of the third pre-registration.",
         "",
         "| design | seed | ROI | quantity | planted | banded [95 % CI] | single alpha [95 % CI] "
-        "| himalaya [95 % CI] |",
-        "|---|---|---|---|---|---|---|---|",
+        "| himalaya [95 % CI] | banded, refit interval |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     cell: dict[tuple, str] = {}
     for r in report["results"]:
@@ -159,13 +235,14 @@ def markdown(report: dict[str, Any]) -> str:
         if key in seen:
             continue
         seen.append(key)
-        parts = [cell.get((*key, m), "–") for m in ("banded", "single", "himalaya")]
+        methods = ("banded", "single", "himalaya", "banded refit")
+        parts = [cell.get((*key, m), "–") for m in methods]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | "
                      f"{r['planted']:.3f} | " + " | ".join(parts) + " |")  # fmt: skip
     lines += ["", "✗: planted value outside the interval.", ""]
     for method, s in report["summary"].items():
         lines.append(
-            f"- {method} (revised design): planted inside the interval in {s['covered']} of "
+            f"- {method}: planted inside the interval in {s['covered']} of "
             f"{s['checks']} checks; largest |estimate - planted| {s['max_abs_error']:.3f}."
         )
     lines += ["", "Reproduce: `python -m benchmarks.bench_unique_variance`.", ""]

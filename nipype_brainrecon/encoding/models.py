@@ -321,32 +321,12 @@ def run_encoding(
     -------
     EncodingResults
     """
-    ids = [str(s) for s in feature_ids]
+    ids, y_train, y_test, mats, pairs = _checked_inputs(
+        features, feature_ids, (train_voxels, train_stimuli), (test_voxels, test_stimuli), joint
+    )
     index = {s: i for i, s in enumerate(ids)}
-    if len(index) != len(ids):
-        raise DataError("feature_ids: a stimulus id occurs twice")
-    y_train = np.asarray(train_voxels, dtype=np.float32)
-    y_test = np.asarray(test_voxels, dtype=np.float32)
-    if y_train.ndim != 2 or y_test.ndim != 2 or y_train.shape[1] != y_test.shape[1]:
-        raise DataError(
-            f"train_voxels {y_train.shape} and test_voxels {y_test.shape}: give (rows, voxels) "
-            "arrays over the same voxels"
-        )
-    if len(train_stimuli) != len(y_train) or len(test_stimuli) != len(y_test):
-        raise DataError("train_stimuli/test_stimuli: give one stimulus id per row of voxels")
-    if len(y_test) < 3:
-        raise DataError(f"{len(y_test)} test stimuli: need at least 3 to correlate")
     if bootstrap not in ("test", "refit"):
         raise UsageError(f"bootstrap={bootstrap!r}: give 'test' or 'refit'")
-    mats = {name: _as_matrix(f, name) for name, f in features.items()}
-    for name, m in mats.items():
-        if len(m) != len(ids):
-            raise DataError(f"{name}: {len(m)} rows for {len(ids)} feature ids")
-    pairs = [tuple(p) for p in joint]
-    for pair in pairs:
-        absent = [s for s in pair if s not in mats]
-        if absent or len(pair) != 2:
-            raise UsageError(f"joint={pair}: give two of the feature spaces {sorted(mats)}")
 
     maps: dict[str, np.ndarray] = {}
     spaces: dict[str, dict[str, Any]] = {}
@@ -418,6 +398,37 @@ def run_encoding(
         },
         predictions=pred_of,
     )
+
+
+def _checked_inputs(features, feature_ids, train, test, joint):
+    """The inputs of :func:`run_encoding` checked: ids, float32 responses, feature matrices and
+    joint pairs."""
+    (train_voxels, train_stimuli), (test_voxels, test_stimuli) = train, test
+    ids = [str(s) for s in feature_ids]
+    index = {s: i for i, s in enumerate(ids)}
+    if len(index) != len(ids):
+        raise DataError("feature_ids: a stimulus id occurs twice")
+    y_train = np.asarray(train_voxels, dtype=np.float32)
+    y_test = np.asarray(test_voxels, dtype=np.float32)
+    if y_train.ndim != 2 or y_test.ndim != 2 or y_train.shape[1] != y_test.shape[1]:
+        raise DataError(
+            f"train_voxels {y_train.shape} and test_voxels {y_test.shape}: give (rows, voxels) "
+            "arrays over the same voxels"
+        )
+    if len(train_stimuli) != len(y_train) or len(test_stimuli) != len(y_test):
+        raise DataError("train_stimuli/test_stimuli: give one stimulus id per row of voxels")
+    if len(y_test) < 3:
+        raise DataError(f"{len(y_test)} test stimuli: need at least 3 to correlate")
+    mats = {name: _as_matrix(f, name) for name, f in features.items()}
+    for name, m in mats.items():
+        if len(m) != len(ids):
+            raise DataError(f"{name}: {len(m)} rows for {len(ids)} feature ids")
+    pairs = [tuple(p) for p in joint]
+    for pair in pairs:
+        absent = [s for s in pair if s not in mats]
+        if absent or len(pair) != 2:
+            raise UsageError(f"joint={pair}: give two of the feature spaces {sorted(mats)}")
+    return ids, y_train, y_test, mats, pairs
 
 
 def _partition_maps(maps, pair, r2_of, pred_of, y_test, n_bootstrap: int, seed: int) -> None:

@@ -230,8 +230,10 @@ def _unit_rows(train_units: Sequence[str] | None) -> list[np.ndarray] | None:
     """Row indices of each resampled unit (``None``: each row alone)."""
     if train_units is None:
         return None
-    _, inverse = np.unique(np.asarray(train_units, dtype=str), return_inverse=True)
-    return [np.flatnonzero(inverse == u) for u in range(inverse.max() + 1)]
+    ids = np.asarray(train_units, dtype=str)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    # units in order of first appearance: one row per unit draws as the default does
+    return [np.flatnonzero(inverse.reshape(-1) == u) for u in np.argsort(first)]
 
 
 def _parts(counts: np.ndarray, y: np.ndarray, pa, pb, pj) -> dict[str, np.ndarray]:

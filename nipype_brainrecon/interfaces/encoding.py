@@ -166,7 +166,14 @@ class _FitEncodingModelsInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="joint models with one alpha per feature space (banded ridge)"
     )
     n_bootstrap = traits.Int(
-        0, usedefault=True, desc="test-set bootstrap resamples for unique-variance 95 % CIs"
+        0, usedefault=True, desc="bootstrap resamples for unique-variance 95 % CIs (0: none)"
+    )
+    bootstrap = traits.Enum(
+        "test",
+        "refit",
+        usedefault=True,
+        desc="'test': resample test stimuli (fast); 'refit': also training stimuli, refitting "
+        "the models (covers the fit's variability and bias)",
     )
     alphas = traits.Either(
         traits.Enum("default", "paper"),
@@ -242,6 +249,7 @@ class FitEncodingModels(SimpleInterface):
                 balance=inputs.balance,
                 banded=inputs.banded,
                 n_bootstrap=inputs.n_bootstrap,
+                bootstrap=inputs.bootstrap,
                 alphas=alphas,
                 n_folds=inputs.n_folds,
                 backend=inputs.backend,
