@@ -19,7 +19,8 @@ The refit interval (``banded refit``:
 stimuli resampled, the models refitted at their chosen penalties, basic interval, 1000
 resamples) on the design seeds 5-9 and the confirmation seeds 10-19 of the third
 pre-registration (the test's docstring), with the test-image interval of the same fits on the
-confirmation seeds (``banded``) beside it.
+confirmation seeds (``banded``) beside it; the same for one alpha on the balanced joint
+features (``single refit``, ``single``), reported, not pre-registered.
 
     python -m benchmarks.bench_unique_variance [--out FILE]
 
@@ -103,11 +104,11 @@ def run_seed(seed: int, n_pad: int, with_himalaya: bool) -> list[dict[str, Any]]
     return rows
 
 
-def refit_seed(seed: int, n_boot: int = REFIT_RESAMPLES) -> dict[str, Any]:
-    """One seed's banded encoding with both intervals of the ROI means: ``refit`` and ``test``
-    (:func:`partition_bootstrap` of the same fits), the ``planted`` values per ROI and the
-    ``result`` of ``run_encoding``."""
-    from nipype_brainrecon.encoding import run_encoding
+def refit_seed(seed: int, n_boot: int = REFIT_RESAMPLES, banded: bool = True) -> dict[str, Any]:
+    """One seed's encoding (banded, or one alpha on the balanced joint features) with both
+    intervals of the ROI means: ``refit`` and ``test`` (:func:`partition_bootstrap` of the same
+    fits), the ``planted`` values per ROI and the ``result`` of ``run_encoding``."""
+    from nipype_brainrecon.encoding import joint_features, run_encoding
     from nipype_brainrecon.encoding.partition import (
         FixedPenaltyModel,
         partition_bootstrap,
@@ -120,14 +121,19 @@ def refit_seed(seed: int, n_boot: int = REFIT_RESAMPLES) -> dict[str, Any]:
     y, tr, te = data["responses"], data["train"], data["test"]
     res = run_encoding(
         {"z": data["z"], "c": data["c"]}, ids, y[tr], [ids[i] for i in tr], y[te],
-        [ids[i] for i in te], alphas=ALPHAS, banded=True,
+        [ids[i] for i in te], alphas=ALPHAS, banded=banded,
     )  # fmt: skip
     m, z, c = res.maps, data["z"], data["c"]
+    if banded:
+        joint = FixedPenaltyModel([z[tr], c[tr]], [z[te], c[te]], np.stack([m["z+c:alpha_z"], m["z+c:alpha_c"]]))  # fmt: skip
+    else:
+        zc = joint_features([z, c])
+        joint = FixedPenaltyModel([zc[tr]], [zc[te]], m["z+c:alpha"][None])
     models = (
         FixedPenaltyModel([z[tr]], [z[te]], m["z:alpha"][None]),
         FixedPenaltyModel([c[tr]], [c[te]], m["c:alpha"][None]),
-        FixedPenaltyModel([z[tr], c[tr]], [z[te], c[te]], np.stack([m["z+c:alpha_z"], m["z+c:alpha_c"]])),
-    )  # fmt: skip
+        joint,
+    )
     groups = {roi: data["roi"] == roi for roi in FRACTIONS}
     refit = partition_refit_bootstrap(
         y[tr], y[te], *models, n_boot=n_boot, seed=seed, groups=groups
@@ -141,12 +147,14 @@ def refit_seed(seed: int, n_boot: int = REFIT_RESAMPLES) -> dict[str, Any]:
 
 
 def _refit_rows(seed: int, design: str) -> list[dict[str, Any]]:
-    start = time.perf_counter()
-    out = refit_seed(seed)
-    seconds = round(time.perf_counter() - start, 2)
-    methods = {"banded refit": out["refit"]}
-    if design == "confirmation":
-        methods["banded"] = out["test"]
+    methods, seconds = {}, {}
+    for banded, name in ((True, "banded"), (False, "single")):
+        start = time.perf_counter()
+        out = refit_seed(seed, banded=banded)
+        seconds[name] = round(time.perf_counter() - start, 2)
+        methods[f"{name} refit"] = out["refit"]
+        if design == "confirmation":
+            methods[name] = out["test"]
     rows = []
     for method, boot in methods.items():
         for roi, planted in out["planted"].items():
@@ -156,7 +164,8 @@ def _refit_rows(seed: int, design: str) -> list[dict[str, Any]]:
                     "design": design, "seed": seed, "method": method, "roi": roi,
                     "quantity": label, "planted": float(planted[k]), "estimate": float(est),
                     "ci_low": float(low), "ci_high": float(high),
-                    "covered": bool(low <= planted[k] <= high), "fit_s": seconds,
+                    "covered": bool(low <= planted[k] <= high),
+                    "fit_s": seconds[method.split()[0]],
                 })  # fmt: skip
     return rows
 
@@ -175,7 +184,7 @@ def run() -> dict[str, Any]:
             rows += _refit_rows(seed, "confirmation")
     summary = {}
     for design in ("revised", "confirmation"):
-        for method in ("banded", "single", "himalaya", "banded refit"):
+        for method in ("banded", "single", "himalaya", "banded refit", "single refit"):
             sel = [r for r in rows if r["method"] == method and r["design"] == design]
             if sel:
                 summary[f"{method} ({design})"] = {
@@ -220,8 +229,8 @@ def markdown(report: dict[str, Any]) -> str:
         "seeds 10-19 of the third pre-registration.",
         "",
         "| design | seed | ROI | quantity | planted | banded [95 % CI] | single alpha [95 % CI] "
-        "| himalaya [95 % CI] | banded, refit interval |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| himalaya [95 % CI] | banded, refit interval | single alpha, refit interval |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     cell: dict[tuple, str] = {}
     for r in report["results"]:
@@ -235,7 +244,7 @@ def markdown(report: dict[str, Any]) -> str:
         if key in seen:
             continue
         seen.append(key)
-        methods = ("banded", "single", "himalaya", "banded refit")
+        methods = ("banded", "single", "himalaya", "banded refit", "single refit")
         parts = [cell.get((*key, m), "–") for m in methods]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | "
                      f"{r['planted']:.3f} | " + " | ".join(parts) + " |")  # fmt: skip

@@ -177,6 +177,19 @@ def partition_refit_bootstrap(
     -------
     dict
         As :func:`partition_bootstrap`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> xa, xb = rng.normal(size=(90, 2)), rng.normal(size=(90, 3))
+    >>> y = xa @ [[1.0], [0.5]] + xb @ [[0.4], [0.0], [0.2]] + rng.normal(size=(90, 1))
+    >>> tr, te = slice(0, 60), slice(60, None)
+    >>> a = FixedPenaltyModel([xa[tr]], [xa[te]], np.ones((1, 1)))
+    >>> b = FixedPenaltyModel([xb[tr]], [xb[te]], np.ones((1, 1)))
+    >>> ab = FixedPenaltyModel([xa[tr], xb[tr]], [xa[te], xb[te]], np.ones((2, 1)))
+    >>> out = partition_refit_bootstrap(y[tr], y[te], a, b, ab, n_boot=200)
+    >>> bool(out["unique_a"]["low"][0] < out["unique_a"]["high"][0])
+    True
     """
     from ..ridge.banded import fit_banded_ridge
 
