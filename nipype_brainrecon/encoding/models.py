@@ -379,10 +379,10 @@ def run_encoding(
                 refit_of[name] = FixedPenaltyModel(*fitted[2], fitted[3].alphas)
         else:
             fit_one(name, joint_features([mats[a], mats[b]], balance=balance))
-        test_boot = 0 if keep_models else n_bootstrap
-        _partition_maps(maps, (a, b), r2_of, pred_of, y_test, test_boot, seed)
-        if keep_models:
-            _refit_intervals(maps, (a, b), refit_of, (y_train, y_test), n_bootstrap, seed, rows_of)
+        boot = _pair_bootstrap(
+            (a, b), pred_of, refit_of, (y_train, y_test), rows_of, n_bootstrap, bootstrap, seed
+        )
+        _partition_maps(maps, (a, b), r2_of, boot)
     return EncodingResults(
         maps=maps,
         spaces=spaces,
@@ -431,8 +431,26 @@ def _checked_inputs(features, feature_ids, train, test, joint):
     return ids, y_train, y_test, mats, pairs
 
 
-def _partition_maps(maps, pair, r2_of, pred_of, y_test, n_bootstrap: int, seed: int) -> None:
-    """Unique and shared variance maps of a joint pair, and their bootstrap intervals."""
+def _pair_bootstrap(pair, pred_of, refit_of, ys, rows_of, n_bootstrap, bootstrap, seed):
+    """The bootstrap of a joint pair's partition (None without resamples): over the test
+    stimuli (:func:`.partition.partition_bootstrap`) or refitting the models on resampled
+    training stimuli too (:func:`.partition.partition_refit_bootstrap`)."""
+    if n_bootstrap <= 0:
+        return None
+    a, b = pair
+    name = _joint_name(pair)
+    if bootstrap == "refit":
+        return partition_refit_bootstrap(
+            *ys, refit_of[a], refit_of[b], refit_of[name], n_boot=n_bootstrap, seed=seed,
+            train_units=rows_of["train"],
+        )  # fmt: skip
+    return partition_bootstrap(
+        ys[1], pred_of[a], pred_of[b], pred_of[name], n_boot=n_bootstrap, seed=seed
+    )
+
+
+def _partition_maps(maps, pair, r2_of, boot: dict | None) -> None:
+    """Unique and shared variance maps of a joint pair, and the intervals of ``boot``."""
     a, b = pair
     name = _joint_name(pair)
     parts = variance_partitioning(r2_of[a], r2_of[b], r2_of[name])
@@ -443,31 +461,10 @@ def _partition_maps(maps, pair, r2_of, pred_of, y_test, n_bootstrap: int, seed: 
     }
     for key, map_name in keys.items():
         maps[map_name] = parts[key]
-    if n_bootstrap > 0:
-        boot = partition_bootstrap(
-            y_test, pred_of[a], pred_of[b], pred_of[name], n_boot=n_bootstrap, seed=seed
-        )
+    if boot is not None:
         for key, map_name in keys.items():
             maps[f"{map_name}_ci_low"] = boot[key]["low"]
             maps[f"{map_name}_ci_high"] = boot[key]["high"]
-
-
-def _refit_intervals(maps, pair, refit_of, ys, n_bootstrap: int, seed: int, rows_of) -> None:
-    """The refit bootstrap's intervals (:func:`.partition.partition_refit_bootstrap`)."""
-    a, b = pair
-    name = _joint_name(pair)
-    boot = partition_refit_bootstrap(
-        *ys, refit_of[a], refit_of[b], refit_of[name], n_boot=n_bootstrap, seed=seed,
-        train_units=rows_of["train"],
-    )  # fmt: skip
-    keys = {
-        "unique_a": f"{a}:unique_r2",
-        "unique_b": f"{b}:unique_r2",
-        "shared": f"{name}:shared_r2",
-    }
-    for key, map_name in keys.items():
-        maps[f"{map_name}_ci_low"] = boot[key]["low"]
-        maps[f"{map_name}_ci_high"] = boot[key]["high"]
 
 
 def _fit_banded_pair(maps, pair, mats, index, rows_of, y_train, alphas, n_folds):

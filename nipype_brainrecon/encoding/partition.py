@@ -198,15 +198,14 @@ def partition_refit_bootstrap(
     _check_refit_inputs(yt, ye, models, train_units)
     _check_level(level)
 
-    def predictions(rows: np.ndarray | None) -> list[np.ndarray]:
+    def predictions(rows: np.ndarray) -> list[np.ndarray]:
         out = []
         for m in models:
-            blocks = [np.asarray(b)[rows] if rows is not None else b for b in m.train_blocks]
-            fitted = fit_banded_ridge(blocks, yt if rows is None else yt[rows], m.alphas)
-            out.append(fitted.predict(m.test_blocks))
+            blocks = [np.asarray(b)[rows] for b in m.train_blocks]
+            out.append(fit_banded_ridge(blocks, yt[rows], m.alphas).predict(m.test_blocks))
         return out
 
-    point = _parts(np.ones((1, ye.shape[0])), ye, *predictions(None))
+    point = _parts(np.ones((1, ye.shape[0])), ye, *predictions(np.arange(yt.shape[0])))
     counts = bootstrap_counts(ye.shape[0], n_boot, seed)
     units = _unit_rows(train_units)
     n_units = yt.shape[0] if units is None else len(units)
